@@ -10,6 +10,7 @@ from stablernn.cli import main
 from stablernn.report import (
     group_runs,
     load_runs,
+    compare_win_rate,
     paired_win_rates,
     summary_table,
     win_rate_sentence,
@@ -124,3 +125,31 @@ def test_markdown_table_names_the_metric_per_row_when_tasks_differ():
     assert "test metric (mean +- std)" in text
     assert "0.1000 +- 0.0000 mse" in text and "0.9000 +- 0.0000 accuracy" in text
     assert "test mse" in markdown_table(rows[:1])
+
+
+def test_compare_pairs_on_every_key_the_selectors_do_not_name(tmp_path, capsys):
+    root = tmp_path / "runs"
+    # default (rho unused, left at 0.5) vs LSC rho = 1: they differ in two keys
+    acc = {("none", 0.5): [0.5, 0.6, 0.7], ("lsc", 1.0): [0.6, 0.6, 0.65],
+           ("lsc", 0.5): [0.4, 0.9, 0.9]}
+    for (method, rho), values in acc.items():
+        for seed, value in enumerate(values):
+            make_run(root, [f"pretrain.method={method}", f"pretrain.rho={rho}",
+                            f"run.seed={seed}"], metric=value)
+    runs = load_runs(root)
+    row = compare_win_rate(runs, "pretrain.method=lsc,pretrain.rho=1", "pretrain.method=none")
+    # seed 0: 0.6 > 0.5 win, seed 1: tie, seed 2: 0.65 < 0.7 loss
+    assert (row["wins"], row["ties"], row["losses"], row["win_rate"]) == (1, 1, 1, 0.5)
+    assert win_rate_sentence(row) == ("pretrain.method=lsc,pretrain.rho=1 beats "
+                                      "pretrain.method=none in 50% of 3 paired runs")
+    with pytest.raises(ValueError, match="unknown config key"):
+        compare_win_rate(runs, "pretrain.methd=lsc", "pretrain.method=none")
+    with pytest.raises(ValueError, match="no finished run matches"):
+        compare_win_rate(runs, "pretrain.rho=2", "pretrain.method=none")
+    with pytest.raises(ValueError, match="key=value"):
+        compare_win_rate(runs, "lsc", "pretrain.method=none")
+    out = tmp_path / "rep"
+    assert main(["report", str(root), "--no-flow", "--out", str(out), "--compare",
+                 "pretrain.method=lsc,pretrain.rho=0.5", "pretrain.method=none"]) == 0
+    assert ("pretrain.method=lsc,pretrain.rho=0.5 beats pretrain.method=none in 67% of 3 "
+            "paired runs") in (out / "report.md").read_text()

@@ -87,7 +87,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from .report import write_report
 
-    path = write_report(args.runs_dir, args.out, split=args.split, flow=not args.no_flow)
+    path = write_report(args.runs_dir, args.out, split=args.split, flow=not args.no_flow,
+                        compare=[tuple(c) for c in args.compare or ()])
     print(f"report: {path}")
     return 0
 
@@ -137,6 +138,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output folder (default: RUNS_DIR/report)")
     p.add_argument("--split", choices=["test", "valid"], default="test")
     p.add_argument("--no-flow", action="store_true", help="skip the gradient-flow heat-maps")
+    p.add_argument("--compare", nargs=2, action="append", metavar=("A", "B"),
+                   help="also pair runs matching selector A (key=value[,key=value]) with runs "
+                        "matching B on every other key, e.g. --compare "
+                        "pretrain.method=lsc,pretrain.rho=1 pretrain.method=none")
     p.set_defaults(handler=cmd_report)
 
     p = sub.add_parser("demo", help="default vs stabilised deep RNN on a long-memory task")

@@ -242,6 +242,67 @@ def _pairs_for_key(key: str, done: list[tuple[dict, dict]], split: str) -> list[
             for va, vb, w, t, lo in tally.values()]
 
 
+def parse_selector(text: str) -> dict[str, Any]:
+    """``"pretrain.method=lsc,pretrain.rho=1"`` -> ``{"pretrain.method": "lsc", ...}``
+    (values read as JSON when they parse, else kept as text)."""
+    out = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        key, sep, value = part.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"bad selector {part!r} in {text!r}: write key=value[,key=value]")
+        try:
+            out[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip()] = value.strip()
+    if not out:
+        raise ValueError("empty selector: write key=value[,key=value]")
+    return out
+
+
+def _same(x: Any, y: Any) -> bool:
+    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (x, y))
+    return float(x) == float(y) if numbers else _ident(x) == _ident(y)
+
+
+def compare_win_rate(runs: Sequence[dict], a: str, b: str, *, split: str = "test") -> dict:
+    """Paired win rate of the runs matching selector ``a`` over those matching ``b``.
+
+    A run of ``a`` is paired with the run of ``b`` that agrees on every key neither selector
+    names (seed included): e.g. LSC with ``rho = 1`` against the default, whose ``rho`` is
+    unused but differs, which one-key pairing (:func:`paired_win_rates`) cannot pair.
+
+    Example:
+        >>> compare_win_rate(load_runs("runs/reproduce/lsc_learning_digits"),  # doctest: +SKIP
+        ...                  "pretrain.method=lsc,pretrain.rho=1", "pretrain.method=none")
+    """
+    sel_a, sel_b = parse_selector(a), parse_selector(b)
+    names = set(sel_a) | set(sel_b)
+    done = [(settings_of(r), r["summary"]) for r in runs if r.get("summary")]
+    known = {k for flat, _ in done for k in flat}
+    unknown = sorted(names - known)
+    if unknown:
+        raise ValueError(f"unknown config key(s) {', '.join(unknown)} in --compare; keys of "
+                         f"these runs include: {', '.join(varying_keys(runs))}")
+    sides: list[dict[str, dict]] = [{}, {}]
+    for flat, summary in done:
+        rest = _ident({k: v for k, v in flat.items() if k not in names})
+        for side, sel in zip(sides, (sel_a, sel_b)):
+            if all(_same(flat.get(k), v) for k, v in sel.items()):
+                side[rest] = summary
+    if not sides[0] or not sides[1]:
+        empty = a if not sides[0] else b
+        raise ValueError(f"no finished run matches {empty!r}")
+    tally = [0, 0, 0]
+    for rest, sa in sides[0].items():
+        sb = sides[1].get(rest)
+        if sb is not None and sa["metric"] == sb["metric"] and \
+                math.isfinite(sa[split]["metric"]) and math.isfinite(sb[split]["metric"]):
+            tally[_outcome(sa[split]["metric"], sb[split]["metric"], sa["higher_is_better"])] += 1
+    w, t, lo = tally
+    return {"key": "compare", "a": a, "b": b, "wins": w, "ties": t, "losses": lo,
+            "pairs": w + t + lo, "win_rate": (w + t / 2) / (w + t + lo) if w + t + lo else math.nan}
+
+
 def _outcome(a: float, b: float, higher_is_better: bool) -> int:
     """0: ``a`` wins, 1: tie, 2: ``b`` wins."""
     if a == b:
@@ -251,9 +312,12 @@ def _outcome(a: float, b: float, higher_is_better: bool) -> int:
 
 def win_rate_sentence(row: dict) -> str:
     """``"rho=0.5 beats rho=1 in 83% of 6 paired runs"``."""
-    name = row["key"].rsplit(".", 1)[-1]
-    return (f"{name}={_text(row['a'])} beats {name}={_text(row['b'])} in "
-            f"{100 * row['win_rate']:.0f}% of {row['pairs']} paired runs")
+    if row["key"] == "compare":
+        a, b = row["a"], row["b"]
+    else:
+        name = row["key"].rsplit(".", 1)[-1]
+        a, b = f"{name}={_text(row['a'])}", f"{name}={_text(row['b'])}"
+    return f"{a} beats {b} in {100 * row['win_rate']:.0f}% of {row['pairs']} paired runs"
 
 
 def win_rate_table(rows: Iterable[dict]) -> str:
@@ -358,7 +422,7 @@ def _plot_all(groups: dict[str, list[dict]], out: Path, flow: bool) -> tuple[lis
 
 
 def write_report(root: str | Path, out: str | Path | None = None, *, split: str = "test",
-                 flow: bool = True) -> Path:
+                 flow: bool = True, compare: Sequence[tuple[str, str]] = ()) -> Path:
     """Write the report of every run under ``root``: ``report.md``, ``table.csv``,
     ``win_rates.csv`` and PNG learning curves (and gradient-flow heat-maps with ``flow``).
 
@@ -367,6 +431,7 @@ def write_report(root: str | Path, out: str | Path | None = None, *, split: str 
         out: the output directory (default ``<root>/report``).
         split: ``"test"`` or ``"valid"``: the split the tables compare.
         flow: draw a gradient-flow heat-map of one seed per setting (rebuilds each task).
+        compare: extra ``(a, b)`` selector pairs for :func:`compare_win_rate`.
 
     Returns:
         The path of ``report.md``.
@@ -386,6 +451,7 @@ def write_report(root: str | Path, out: str | Path | None = None, *, split: str 
     out.mkdir(parents=True, exist_ok=True)
     groups = group_runs(runs)
     rows, wins = summary_table(groups, split=split), paired_win_rates(runs, split=split)
+    wins += [compare_win_rate(runs, a, b, split=split) for a, b in compare]
     write_csv(rows, out / "table.csv")
     write_csv(wins, out / "win_rates.csv")
     images, notes = _plot_all(groups, out, flow)
@@ -401,7 +467,8 @@ def _report_text(root, runs, rows, wins, images, notes, split) -> str:
              "", markdown_table(rows, split=split), ""]
     if wins:
         parts += ["## Paired win rates", "",
-                  "Settings that differ in one key, paired by seed (ties count half).", "",
+                  "Settings that differ in one key (or the `--compare` selectors), paired by "
+                  "seed (ties count half).", "",
                   win_rate_table(wins), ""] + [f"- {win_rate_sentence(w)}" for w in wins] + [""]
     for r in crashed:
         error = (r.get("crash") or {}).get("error", "no summary (unfinished)")

@@ -8,7 +8,7 @@ from .diagnose import diagnose, diagnose_file, load_model
 from .flow import GradientFlow, gradient_flow
 from .jacobians import (Estimator, Kind, LocalMap, as_deep_rnn, dominant_eig, exact_radius,
                         krylov_radius, local_maps, maps_at, mean_squared_singular_value, radius,
-                        spectral_norm, trajectory)
+                        radius_all, spectral_norm, trajectory)
 from .lyapunov import LyapunovSpectrum, lyapunov_exponents, stacked_step
 from .radii import RadiiReport, radii
 from .vaa import VAAReport, count_clusters, vaa
@@ -40,6 +40,7 @@ __all__ = [
                         "mean_squared_singular_value",
                         "radii",
                         "radius",
+                        "radius_all",
                         "spectral_norm",
                         "stacked_step",
                         "trajectory",

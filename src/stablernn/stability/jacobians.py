@@ -23,9 +23,22 @@ BatchNorm in training mode inside the readout) breaks this; call ``model.eval()`
 Note [differentiable radius]: for the dominant eigenvalue ``lambda`` with right / left
 eigenvectors ``u`` / ``w``, ``d|lambda| = Re(conj(lambda)/|lambda| * w^H dJ u / (w^H u))``.
 With ``u``, ``w``, ``lambda`` detached, ``|lambda| + Re(c * (w^H J u - stopgrad(w^H J u)))`` has
-the value ``|lambda|`` and exactly that gradient; ``J u`` is one JVP per sample, so no
-eigendecomposition is ever in the graph and gradients reach the model's Parameters (and the
-state, when it requires grad).
+the value ``|lambda|`` and exactly that gradient; ``J^T w`` is one batched VJP kept in the graph
+(``create_graph``), so no eigendecomposition and no dense Jacobian is ever in the graph, and
+gradients reach the model's Parameters (and the state, when it requires grad).
+
+Note [warm starts]: LSC pre-training asks for the radii of the same maps at consecutive steps
+of the same sequences, with weights that moved by one optimiser step; the dominant eigenvectors
+barely change. Given a ``warm`` dict, Arnoldi starts from the previous call's eigenvectors
+(stored per ``(kind, layer)``) instead of noise, which is worth a restart: a smaller ``k``
+reaches the same accuracy.
+
+Note [dense matvecs]: Arnoldi needs ``J v`` 2k times per restart. Through ``torch.func.jvp``
+each costs a cell evaluation plus functorch's per-call overhead (~1 ms on a small cell), while
+the whole dense Jacobian costs one forward and one batched backward; after that a matvec is a
+``bmm``. So up to ``DENSE_MATVEC_MAX`` units the krylov estimator builds ``J`` once and runs
+Arnoldi on it (no ``O(n^3)`` eigendecomposition), and stays matrix-free above, where ``B n^2``
+floats get large.
 """
 from __future__ import annotations
 
@@ -54,11 +67,14 @@ __all__ = [
     "maps_at",
     "mean_squared_singular_value",
     "radius",
+    "radius_all",
     "spectral_norm",
     "trajectory",
 ]
 
-EXACT_MAX = 256  # "auto" uses the dense estimator up to this width (SPEC 1.2)
+EXACT_MAX = 256  # "auto" uses the dense eigensolver up to this width (SPEC 1.2)
+EXACT_MAX_GRAD = 64  # ... and up to this one for differentiable radii (two eigs with vectors)
+DENSE_MATVEC_MAX = 1024  # krylov on the dense J up to this width (Note [dense matvecs])
 MAX_READOUT = 100  # readouts wider than this (e.g. a vocabulary) are skipped
 
 
@@ -74,7 +90,7 @@ class Kind(str, Enum):
 class Estimator(str, Enum):
     """How :func:`radius` measures a local Jacobian."""
 
-    AUTO = "auto"  # exact up to EXACT_MAX units, krylov above
+    AUTO = "auto"  # exact up to EXACT_MAX units (EXACT_MAX_GRAD if differentiable), krylov above
     EXACT = "exact"  # dense Jacobian + eigvals
     KRYLOV = "krylov"  # Arnoldi on JVPs
     SPECTRAL_NORM = "spectral_norm"  # largest singular value, power iteration
@@ -372,24 +388,25 @@ def maps_at(model: nn.Module, x: Tensor, t: int, **kw) -> list[LocalMap]:
 
 def _arnoldi(matvec: Callable[[Tensor], Tensor], v0: Tensor, k: int):
     """``k`` batched Arnoldi steps: ``Q (B, n, k)``, Hessenberg ``H (B, k, k)``."""
-    B = v0.shape[0]
+    B, n = v0.shape
     eps = torch.finfo(v0.dtype).eps
-    qs = [v0 / v0.norm(dim=-1, keepdim=True).clamp_min(eps)]
+    Q = v0.new_zeros(B, k + 1, n)  # basis as rows, filled in place
+    Q[:, 0] = v0 / v0.norm(dim=-1, keepdim=True).clamp_min(eps)
     H = v0.new_zeros(B, k + 1, k)
     for j in range(k):
-        w = matvec(qs[j])
+        w = matvec(Q[:, j])
         scale = w.norm(dim=-1)
-        Q = torch.stack(qs, -1)  # (B, n, j+1)
+        basis = Q[:, :j + 1]  # (B, j+1, n)
         for _ in range(2):  # classical Gram-Schmidt twice keeps Q orthonormal in float32
-            h = (Q.transpose(1, 2) @ w.unsqueeze(-1)).squeeze(-1)  # (B, j+1)
-            w = w - (Q @ h.unsqueeze(-1)).squeeze(-1)
+            h = (basis @ w.unsqueeze(-1)).squeeze(-1)  # (B, j+1)
+            w = w - (h.unsqueeze(1) @ basis).squeeze(1)
             H[:, :j + 1, j] += h
         beta = w.norm(dim=-1)
         # a (numerically) invariant subspace: continue with zeros, the Ritz values are exact
         alive = beta > 50 * eps * scale.clamp_min(eps)
         H[:, j + 1, j] = torch.where(alive, beta, 0)
-        qs.append(torch.where(alive[:, None], w / beta[:, None].clamp_min(eps), 0))
-    return torch.stack(qs[:k], -1), H[:, :k]
+        Q[:, j + 1] = torch.where(alive[:, None], w / beta[:, None].clamp_min(eps), 0)
+    return Q[:, :k].transpose(1, 2), H[:, :k]
 
 
 def _ritz(matvec: Callable[[Tensor], Tensor], v0: Tensor, k: int, restarts: int):
@@ -405,12 +422,12 @@ def _ritz(matvec: Callable[[Tensor], Tensor], v0: Tensor, k: int, restarts: int)
     return theta, y, vals
 
 
-def _left_from_transpose(m: LocalMap, lam: Tensor, k: int, restarts: int, seed: int) -> Tensor:
-    """Left eigenvector ``w`` (``w^H J = lam w^H``) from Arnoldi on ``J^T`` (VJPs)."""
-    Q, H = None, None
-    v0 = _randn((m.batch, m.n_in), m.state_in, seed + 1)
+def _left_eig(matvec_t: Callable[[Tensor], Tensor], lam: Tensor, v0: Tensor, k: int,
+              restarts: int) -> Tensor:
+    """Left eigenvector ``w`` (``w^H J = lam w^H``) from Arnoldi with ``matvec_t = J^T``."""
+    y = None
     for _ in range(restarts + 1):
-        Q, H = _arnoldi(m.vjp, v0, k)
+        Q, H = _arnoldi(matvec_t, v0, k)
         vals, vecs = torch.linalg.eig(H)
         i = (vals - lam[:, None]).abs().argmin(-1)  # J^T has the same eigenvalues as J
         y = Q.to(vecs.dtype) @ vecs.gather(2, i[:, None, None].expand(-1, k, 1))
@@ -419,9 +436,11 @@ def _left_from_transpose(m: LocalMap, lam: Tensor, k: int, restarts: int, seed: 
     return y.conj()  # J^T y = lam y  <=>  conj(y)^H J = lam conj(y)^H
 
 
-def _dense_eig(m: LocalMap):
-    """Dominant eigenvalue and right / left eigenvectors of the dense Jacobian."""
-    return _eig_parts(m.jacobian())
+def _dense_matvecs(J: Tensor) -> tuple[Callable[[Tensor], Tensor], Callable[[Tensor], Tensor]]:
+    """``v -> J v`` and ``v -> J^T v`` on stacked dense ``J (N, n, n)`` (Note [dense matvecs])."""
+    Jt = J.transpose(1, 2).contiguous()  # row-vector products: several times faster than J @ v
+    return (lambda v: (v.unsqueeze(1) @ Jt).squeeze(1),
+            lambda v: (v.unsqueeze(1) @ J).squeeze(1))
 
 
 def _eig_parts(J: Tensor):
@@ -438,23 +457,86 @@ def _eig_parts(J: Tensor):
     return lam, u, y.conj()
 
 
+def _krylov_parts(matvec, matvec_t, v0: Tensor, w0: Tensor, k: int, restarts: int,
+                  vectors: bool):
+    lam, u, _ = _ritz(matvec, v0, k, restarts)
+    if not vectors:
+        return (lam,)
+    return lam, u, _left_eig(matvec_t, lam, w0, k, restarts)
+
+
+def _starts(like: Tensor, seed: int, warm: Sequence[tuple[Tensor, Tensor] | None],
+            sizes: Sequence[int]):
+    """Arnoldi start vectors for right / left: seeded noise, or last call's eigenvectors."""
+    v0, w0 = _randn(like.shape, like, seed), _randn(like.shape, like, seed + 1)
+    row = 0
+    for start, size in zip(warm, sizes):
+        if start is not None:
+            u, w = start
+            v0[row:row + size] = (u.real + u.imag).to(v0.dtype)
+            w0[row:row + size] = (w.real - w.imag).to(w0.dtype)  # y = conj(w) for J^T
+        row += size
+    return v0, w0
+
+
+def _parts(maps: Sequence[LocalMap], methods: Sequence[Estimator], k: int | None,
+           restarts: int, seed: int, vectors: bool,
+           warm: dict | None = None) -> list[tuple[Tensor, ...]]:
+    """Per square map ``(lam,)`` or ``(lam, u, w)``, detached. Maps of one width and method
+    share one stacked eigensolve (Note [dense matvecs]); krylov above DENSE_MATVEC_MAX units
+    is matrix-free (JVPs / VJPs). ``warm``: Note [warm starts]."""
+    out: list = [None] * len(maps)
+    groups: dict[tuple, list[int]] = {}
+
+    def warm_start(m: LocalMap):
+        got = None if warm is None else warm.get((m.kind, m.layer))
+        return got if got is not None and got[0].shape == m.state_in.shape else None
+
+    with torch.no_grad():
+        for i, (m, method) in enumerate(zip(maps, methods)):
+            if method is Estimator.KRYLOV and m.n_in > DENSE_MATVEC_MAX:
+                starts = _starts(m.state_in, seed, [warm_start(m)], [m.batch])
+                out[i] = _krylov_parts(m.jvp, m.vjp, *starts, check_k(k, m.n_in), restarts,
+                                       vectors)
+            else:
+                key = (method, m.n_in, m.state_in.dtype, m.state_in.device)
+                groups.setdefault(key, []).append(i)
+        for (method, n, _, _), idx in groups.items():
+            J = torch.cat([maps[i].jacobian() for i in idx])  # (N, n, n)
+            if method is Estimator.EXACT and vectors:
+                parts = _eig_parts(J)
+            elif method is Estimator.EXACT:
+                vals = torch.linalg.eigvals(J)
+                parts = (vals.gather(1, vals.abs().argmax(-1, keepdim=True)).squeeze(1),)
+            else:
+                starts = _starts(J[:, 0], seed, [warm_start(maps[i]) for i in idx],
+                                 [maps[i].batch for i in idx])
+                parts = _krylov_parts(*_dense_matvecs(J), *starts, check_k(k, n), restarts,
+                                      vectors)
+            sizes = [maps[i].batch for i in idx]
+            for i, *chunks in zip(idx, *(p.split(sizes) for p in parts)):
+                out[i] = tuple(chunks)
+        if warm is not None:
+            for m, method, p in zip(maps, methods, out):
+                if method is Estimator.KRYLOV and len(p) == 3:
+                    warm[(m.kind, m.layer)] = (p[1], p[2])
+    return out
+
+
 def dominant_eig(m: LocalMap, *, method: str = "exact", k: int | None = None,
                  restarts: int = 1, seed: int = 0) -> tuple[Tensor, Tensor, Tensor]:
     """Dominant eigenvalue ``lam (B,)`` with right / left eigenvectors ``u``, ``w`` ``(B, n)``.
 
     ``m`` must be square (see :meth:`LocalMap.square`). Detached. ``method`` is "exact" (dense
-    eig) or "krylov" (Arnoldi on JVPs for ``u``, on VJPs for ``w``).
+    eig) or "krylov" (Arnoldi for ``u``, Arnoldi on ``J^T`` for ``w``).
     """
     if m.n_in != m.n_out:
         raise ValueError(f"dominant_eig needs a square map, got {m.n_out} x {m.n_in}; "
                          f"use m.square()")
-    with torch.no_grad():
-        if method == "exact":
-            return _dense_eig(m)
-        k = check_k(k, m.n_in)
-        v0 = _randn((m.batch, m.n_in), m.state_in, seed)
-        lam, u, _ = _ritz(m.jvp, v0, k, restarts)
-        return lam, u, _left_from_transpose(m, lam, k, restarts, seed)
+    est = parse_enum(Estimator, method, "method")
+    if est not in (Estimator.EXACT, Estimator.KRYLOV):
+        raise ValueError(f"method must be 'exact' or 'krylov', got {method!r}")
+    return _parts([m], [est], k, restarts, seed, vectors=True)[0]
 
 
 def check_k(k: int | None, n: int, *, default: int = 64, what: str = "Krylov vectors",
@@ -487,11 +569,15 @@ def _clean(u: Tensor, w: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def _eig_surrogate(m: LocalMap, lam: Tensor, u: Tensor, w: Tensor) -> Tensor:
-    """Differentiable ``|lam|`` with ``w^H J u`` from two JVPs (matrix-free)."""
+    """Differentiable ``|lam|`` with ``w^H J u`` from one batched VJP kept in the graph."""
     u, w = _clean(u, w)
-    tangents = torch.stack([u.real, u.imag]).to(m.state_in.dtype)  # (2, B, n)
-    ju = m.jvps(tangents)
-    wju = (w.conj() * torch.complex(ju[0], ju[1])).sum(-1)  # w^H J u, (B,)
+    with torch.enable_grad():
+        s = m.state_in if m.state_in.requires_grad else m.state_in.detach().requires_grad_()
+        y = m.fn(s)
+        probes = torch.stack([w.real, w.imag]).to(y.dtype)  # (2, B, n_out)
+        jtw = torch.autograd.grad(y, s, probes, is_grads_batched=True, create_graph=True)[0]
+    # w^H J u = (J^T conj(w)) . u with conj(w) = w.real - i w.imag
+    wju = (torch.complex(jtw[0], -jtw[1]) * u).sum(-1)
     return _surrogate(lam, u, w, wju).to(m.state_in.dtype)
 
 
@@ -503,40 +589,26 @@ def exact_radius(m: LocalMap, *, differentiable: bool = False, seed: int = 0) ->
         >>> exact_radius(m).shape
         torch.Size([3])
     """
-    m = m.square(seed)
-    if not differentiable:
-        with torch.no_grad():
-            return torch.linalg.eigvals(m.jacobian()).abs().amax(-1)
-    J = m.jacobian(create_graph=True)
-    lam, u, w = _eig_parts(J.detach())
-    u, w = _clean(u, w)
-    wju = torch.einsum("bi,bij,bj->b", w.conj(), J.to(u.dtype), u)  # w^H J u
-    return _surrogate(lam, u, w, wju).to(m.state_in.dtype)
+    return radius_all([m], "exact", differentiable=differentiable, seed=seed)[0]
 
 
 def krylov_radius(m: LocalMap, *, k: int | None = None, restarts: int = 1,
                   differentiable: bool = False, seed: int = 0) -> Tensor:
-    """Spectral radius per sample ``(B,)`` by matrix-free Arnoldi on JVPs.
+    """Spectral radius per sample ``(B,)`` by Arnoldi (Note [dense matvecs]).
 
     Args:
         m: a local map (made square with a seeded subset when needed).
         k: Krylov dimension (default ``min(n, 64)``); ``k = n`` is exact up to rounding.
         restarts: explicit restarts from the dominant Ritz vector (sharpens a clustered edge).
         differentiable: carry the eigenvalue derivative (Note [differentiable radius]); costs a
-            second Arnoldi on VJPs for the left eigenvector and one JVP.
+            second Arnoldi on ``J^T`` for the left eigenvector and one batched VJP.
         seed: seeds the start vector and the square subset.
 
     Raises:
         ValueError: ``k`` larger than the state.
     """
-    m = m.square(seed)
-    if differentiable:
-        return _eig_surrogate(m, *dominant_eig(m, method="krylov", k=k, restarts=restarts,
-                                               seed=seed))
-    k = check_k(k, m.n_in)
-    with torch.no_grad():
-        lam, _, _ = _ritz(m.jvp, _randn((m.batch, m.n_in), m.state_in, seed), k, restarts)
-    return lam.abs().to(m.state_in.dtype)
+    return radius_all([m], "krylov", differentiable=differentiable, seed=seed, k=k,
+                      restarts=restarts)[0]
 
 
 def spectral_norm(m: LocalMap, *, iters: int = 30, seed: int = 0,
@@ -578,7 +650,8 @@ def radius(m: LocalMap, estimator: str | Estimator = "auto", *, differentiable: 
 
     Args:
         m: a :class:`LocalMap`.
-        estimator: "auto" (exact up to 256 units, krylov above), "exact", "krylov",
+        estimator: "auto" (exact up to 256 units, 64 when differentiable, krylov above),
+            "exact", "krylov",
             "spectral_norm" or "msv" (mean squared singular value).
         differentiable: keep the result in the autograd graph of the model's Parameters.
         seed: seeds probes, start vectors and the square subset of a non-square map.
@@ -595,13 +668,47 @@ def radius(m: LocalMap, estimator: str | Estimator = "auto", *, differentiable: 
         True
     """
     est = parse_enum(Estimator, estimator, "estimator")
-    if est is Estimator.AUTO:
-        est = Estimator.EXACT if min(m.n_in, m.n_out) <= EXACT_MAX else Estimator.KRYLOV
-    if est is Estimator.EXACT:
-        return exact_radius(m, differentiable=differentiable, seed=seed)
-    if est is Estimator.KRYLOV:
-        return krylov_radius(m, k=k, restarts=restarts, differentiable=differentiable, seed=seed)
+    if est in (Estimator.AUTO, Estimator.EXACT, Estimator.KRYLOV):
+        return radius_all([m], est, differentiable=differentiable, seed=seed, k=k,
+                          restarts=restarts)[0]
     if est is Estimator.SPECTRAL_NORM:
         return spectral_norm(m, iters=iters, seed=seed, differentiable=differentiable)
     return mean_squared_singular_value(m, probes=probes, seed=seed,
                                        differentiable=differentiable)
+
+
+def _auto(est: Estimator, m: LocalMap, differentiable: bool) -> Estimator:
+    if est is not Estimator.AUTO:
+        return est
+    limit = EXACT_MAX_GRAD if differentiable else EXACT_MAX
+    return Estimator.EXACT if m.n_in <= limit else Estimator.KRYLOV
+
+
+def radius_all(maps: Sequence[LocalMap], estimator: str | Estimator = "auto", *,
+               differentiable: bool = False, seed: int = 0, k: int | None = None,
+               restarts: int = 1, iters: int = 30, probes: int = 16,
+               warm: dict | None = None) -> list[Tensor]:
+    """:func:`radius` of every map, ``(B,)`` each; faster than one call per map.
+
+    Maps of one width share one stacked eigensolve (exact) or one stacked Arnoldi on their
+    dense Jacobians (krylov), so the per-call overhead of small tensor ops is paid once per
+    width, not once per map: this is what makes LSC pre-training of a deep stack fast.
+    ``warm``: a dict the caller keeps between calls on slowly changing maps (Note [warm
+    starts]); differentiable krylov only.
+
+    Example:
+        >>> ms = maps_at(DeepRNN.build("gru", 3, 8, num_layers=3), torch.randn(4, 5, 3), t=2)
+        >>> rs = radius_all(ms)
+        >>> all(torch.allclose(r, radius(m)) for r, m in zip(rs, ms))
+        True
+    """
+    est = parse_enum(Estimator, estimator, "estimator")
+    if est not in (Estimator.AUTO, Estimator.EXACT, Estimator.KRYLOV):
+        return [radius(m, est, differentiable=differentiable, seed=seed, iters=iters,
+                       probes=probes) for m in maps]
+    sq = [m.square(seed) for m in maps]
+    parts = _parts(sq, [_auto(est, m, differentiable) for m in sq], k, restarts, seed,
+                   vectors=differentiable, warm=warm)
+    if differentiable:
+        return [_eig_surrogate(m, *p) for m, p in zip(sq, parts)]
+    return [p[0].abs().to(m.state_in.dtype) for m, p in zip(sq, parts)]

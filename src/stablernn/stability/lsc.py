@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from ..cells.base import check_input
 from ..cells.lru import LRUCell
 from ..plotting import new_axes
-from .jacobians import Estimator, LocalMap, as_deep_rnn, local_maps, parse_enum, radius
+from .jacobians import Estimator, LocalMap, as_deep_rnn, local_maps, parse_enum, radius_all
 from .radii import radii
 
 __all__ = ["LSCReport", "lsc_pretrain", "lsc_targets"]
@@ -48,6 +48,8 @@ class LSCReport:
         targets: target radius per kind. before / after: batch- and step-mean radius per
             ``"kind layer"`` key, measured with ``eval_estimator`` on held sequences.
         converged: every radius stayed within ``tol`` for ``patience`` consecutive updates.
+        seconds: the whole call; update_seconds: the updates alone (without measuring before /
+            after).
         history: per update, the batch-mean radius of every map (``"kind layer"`` keys).
     """
 
@@ -57,6 +59,7 @@ class LSCReport:
     after: dict[str, float] = field(default_factory=dict)
     steps: int = 0
     seconds: float = 0.0
+    update_seconds: float = 0.0
     converged: bool = False
     best_step: int = 0
     tol: float = 0.08
@@ -78,6 +81,7 @@ class LSCReport:
     def to_dict(self) -> dict[str, Any]:
         return {"targets": self.targets, "method": self.method, "before": self.before,
                 "after": self.after, "steps": self.steps, "seconds": round(self.seconds, 3),
+                "update_seconds": round(self.update_seconds, 3),
                 "converged": self.converged, "best_step": self.best_step, "tol": self.tol,
                 "message": self.message, "max_error_after": self.max_error()}
 
@@ -159,8 +163,9 @@ def _check_inputs(inputs: Tensor, width: int, rank: int) -> None:
 def _measure(model: nn.Module, x: Tensor, estimator: str, steps: int, seed: int) -> dict:
     """Step- and batch-mean radius of every map on held inputs (no gradient)."""
     if _is_mlp(model):
-        return {_key(m): float(radius(m, estimator, seed=seed).mean())
-                for m in _mlp_maps(_mlp_blocks(model), x)}
+        maps = _mlp_maps(_mlp_blocks(model), x)
+        return {_key(m): float(r.mean()) for m, r in zip(maps, radius_all(maps, estimator,
+                                                                           seed=seed))}
     T = x.shape[1]
     chosen = sorted({round(i * (T - 1) / max(1, steps - 1)) for i in range(min(steps, T))})
     report = radii(model, x, estimator=estimator, steps=chosen, seed=seed)
@@ -223,10 +228,12 @@ class _Walker:
         self.t += 1
 
 
-def _loss(maps: list[LocalMap], targets: dict, estimator: str, seed: int):
+def _loss(maps: list[LocalMap], targets: dict, estimator: str, k: int | None, seed: int,
+          warm: dict):
     losses, means = [], {}
-    for m in maps:
-        r = radius(m, estimator, differentiable=True, seed=seed)
+    radii_ = radius_all(maps, estimator, differentiable=True, seed=seed, k=k, restarts=0,
+                        warm=warm)
+    for m, r in zip(maps, radii_):
         losses.append((r - targets[m.kind]).square().mean())
         means[_key(m)] = float(r.detach().mean())
     return torch.stack(losses).mean(), means
@@ -237,15 +244,18 @@ def _gradient_loop(model, params, walker, blocks, inputs, targets, opts, report,
     gen = torch.Generator().manual_seed(opts["seed"])
     best, best_state, streak, t0 = math.inf, None, 0, time.perf_counter()
     ema: dict[str, float] = {}
+    warm: dict = {}  # Arnoldi warm starts between consecutive steps (Note [warm starts])
     for step in range(opts["steps"]):
         if blocks is not None:
             idx = torch.randint(len(inputs), (opts["batch_size"],), generator=gen)
             maps = _mlp_maps(blocks, inputs[idx])
         else:
             x_t, states = walker.next()
+            if walker.t == 0:
+                warm.clear()  # new sequences: last step's eigenvectors are no head start
             maps = local_maps(model, x_t, states)
         # one seeded square subset for the whole call (SPEC 1.2), the one _measure reports
-        loss, means = _loss(maps, targets, opts["estimator"], seed=opts["seed"])
+        loss, means = _loss(maps, targets, opts["estimator"], opts["k"], opts["seed"], warm)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -305,6 +315,7 @@ def _lru_rescale_loop(model, held, targets, opts, report, bar) -> None:
 
 def lsc_pretrain(model: nn.Module, inputs: Tensor, *, rho: float | str = 0.5,
                  targets: dict[str, float] | None = None, estimator: str = "auto",
+                 k: int | None = 16,
                  method: str = "auto", steps: int = 1000, lr: float = 2e-2,
                  weight_decay: float = 1e-4, batch_size: int = 16, tol: float = 0.08,
                  patience: int = 20, max_seconds: float | None = None, rescale: bool = False,
@@ -318,7 +329,10 @@ def lsc_pretrain(model: nn.Module, inputs: Tensor, *, rho: float | str = 0.5,
         inputs: real task inputs, ``(N, T, D)`` batch-first (``(N, D)`` for an MLP).
         rho: target for time / depth / input maps, or "unbalanced"; readout target is 1.
         targets: per-kind overrides, e.g. ``{"time": 0.9}``.
-        estimator: radius estimator for the loss ("auto": exact up to 256 units, else krylov).
+        estimator: radius estimator for the loss ("auto": exact eigendecomposition up to 64
+            units, Arnoldi above; see :func:`~stablernn.stability.radius_all`).
+        k: Krylov dimension when Arnoldi is used; it starts from the previous step's
+            eigenvectors, so 16 is enough (see docs/lsc.md for the accuracy measured).
         method: "gradient", "rescale" (LRU only, gradient-free) or "auto" (rescale for LRU
             stacks, gradient otherwise).
         steps: budget of updates (one per time step walked). lr, weight_decay: AdamW (the
@@ -366,15 +380,17 @@ def lsc_pretrain(model: nn.Module, inputs: Tensor, *, rho: float | str = 0.5,
                              "has non-LRU cells, use method='gradient'")
     method = "gradient" if method == "auto" else method
     report = LSCReport(tgt, method, _measure(net, held, eval_estimator, eval_steps, seed), tol=tol)
-    opts = {"steps": steps, "lr": lr, "weight_decay": weight_decay, "estimator": estimator,
+    opts = {"steps": steps, "lr": lr, "weight_decay": weight_decay, "estimator": estimator, "k": k,
             "batch_size": batch_size, "tol": tol, "patience": patience, "seed": seed,
             "max_seconds": max_seconds, "rescale": rescale, "shuffle": shuffle}
+    t_updates = time.perf_counter()
     with tqdm(total=steps, disable=not progress, desc="LSC") as bar:
         if method == "rescale":
             _lru_rescale_loop(net, held, tgt, opts, report, bar)
         else:
             params = [p for p in net.parameters() if p.requires_grad]
             _gradient_loop(net, params, walker, blocks, inputs, tgt, opts, report, bar)
+    report.update_seconds = time.perf_counter() - t_updates
     report.after = _measure(net, held, eval_estimator, eval_steps, seed)
     report.seconds = time.perf_counter() - t_start
     report.message = _message(report)

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from ..plotting import new_axes
 from .jacobians import (MAX_READOUT, Estimator, as_deep_rnn, check_sequence, check_step,
-                        local_maps, parse_enum, radius, trajectory)
+                        local_maps, parse_enum, radius_all, trajectory)
 
 __all__ = ["RadiiReport", "radii"]
 
@@ -105,8 +105,13 @@ def radii(model: nn.Module, x: Tensor, *, estimator: str = "auto",
     traj = trajectory(model, x)
     report = RadiiReport(est, chosen)
     for t in chosen:
-        for m in local_maps(model, x[:, t], traj[t], kinds=kinds, max_readout=max_readout):
+        maps = local_maps(model, x[:, t], traj[t], kinds=kinds, max_readout=max_readout)
+        by_k: dict[int | None, list] = {}
+        for m in maps:
             kk = None if k is None else min(k, m.n_in, m.n_out)
-            r = radius(m, est, seed=seed, k=kk)
-            report.values.setdefault(m.kind, {}).setdefault(m.layer, []).append(float(r.mean()))
+            by_k.setdefault(kk, []).append(m)
+        for kk, group in by_k.items():
+            for m, r in zip(group, radius_all(group, est, seed=seed, k=kk)):
+                report.values.setdefault(m.kind, {}).setdefault(m.layer, []).append(
+                    float(r.mean()))
     return report
