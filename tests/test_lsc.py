@@ -51,15 +51,16 @@ CASES = [(cell, L, rho) for cell in ("lstm", "gru", "rnn", "rnn_relu", "rnn_sigm
                                       "lru") for L in (2, 4) for rho in (0.5, 1.0)]
 
 
-# Deep ALIF stacks do not reach the target within this budget (measured 0.43 / 0.18 away);
-# the closing note of the LSC issue gives the figures. strict: the day they pass, this fails.
-ALIF_DEEP = pytest.mark.xfail(strict=True, reason="deep ALIF stacks miss the LSC target")
+# A 4-layer ALIF stack at rho = 1 does not reach the target within this budget: its depth radii
+# jump with the spikes (per-sample radii from 0.45 to 1.45) and settle 0.1-0.4 below 1 (docs/
+# lsc.md, Known limits). strict: the day it passes, this fails.
+ALIF_DEEP = pytest.mark.xfail(strict=True, reason="4-layer ALIF at rho=1 misses the LSC target")
 LR = {"rnn_sigmoid": 5e-2, "alif": 5e-2}  # saturating / spiking cells need larger steps
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("cell,L,rho", [
-    pytest.param(c, L, r, marks=ALIF_DEEP if (c, L) == ("alif", 4) else ())
+    pytest.param(c, L, r, marks=ALIF_DEEP if (c, L, r) == ("alif", 4, 1.0) else ())
     for c, L, r in CASES], ids=[f"{c}-L{L}-rho{r}" for c, L, r in CASES])
 def test_radii_reach_target(cell, L, rho):
     torch.manual_seed(0)
