@@ -33,12 +33,13 @@ barely change. Given a ``warm`` dict, Arnoldi starts from the previous call's ei
 (stored per ``(kind, layer)``) instead of noise, which is worth a restart: a smaller ``k``
 reaches the same accuracy.
 
-Note [dense matvecs]: Arnoldi needs ``J v`` 2k times per restart. Through ``torch.func.jvp``
-each costs a cell evaluation plus functorch's per-call overhead (~1 ms on a small cell), while
-the whole dense Jacobian costs one forward and one batched backward; after that a matvec is a
-``bmm``. So up to ``DENSE_MATVEC_MAX`` units the krylov estimator builds ``J`` once and runs
-Arnoldi on it (no ``O(n^3)`` eigendecomposition), and stays matrix-free above, where ``B n^2``
-floats get large.
+Note [autograd matvecs]: Arnoldi needs ``J v`` (and ``J^T w`` for left eigenvectors) k times
+per restart. ``torch.func.jvp`` pays functorch's per-call overhead (~1.2 ms on a 256-unit GRU
+map), and a dense Jacobian costs one batched backward of n vectors (~27 ms) before the first
+product. Instead one forward ``y = f(s)`` and one ``g = J^T u = grad(y, s, u, create_graph)``
+with a dummy ``u`` are kept: ``J^T w`` is a backward through ``y`` (~0.19 ms) and ``J v`` a
+backward through ``g`` w.r.t. ``u`` (~0.23 ms; ``g`` is linear in ``u``), both on the retained
+graph, so Krylov costs k small backward passes and no ``O(n^2)`` memory.
 """
 from __future__ import annotations
 
@@ -74,7 +75,6 @@ __all__ = [
 
 EXACT_MAX = 256  # "auto" uses the dense eigensolver up to this width (SPEC 1.2)
 EXACT_MAX_GRAD = 64  # ... and up to this one for differentiable radii (two eigs with vectors)
-DENSE_MATVEC_MAX = 1024  # krylov on the dense J up to this width (Note [dense matvecs])
 MAX_READOUT = 100  # readouts wider than this (e.g. a vocabulary) are skipped
 
 
@@ -436,11 +436,26 @@ def _left_eig(matvec_t: Callable[[Tensor], Tensor], lam: Tensor, v0: Tensor, k: 
     return y.conj()  # J^T y = lam y  <=>  conj(y)^H J = lam conj(y)^H
 
 
-def _dense_matvecs(J: Tensor) -> tuple[Callable[[Tensor], Tensor], Callable[[Tensor], Tensor]]:
-    """``v -> J v`` and ``v -> J^T v`` on stacked dense ``J (N, n, n)`` (Note [dense matvecs])."""
-    Jt = J.transpose(1, 2).contiguous()  # row-vector products: several times faster than J @ v
-    return (lambda v: (v.unsqueeze(1) @ Jt).squeeze(1),
-            lambda v: (v.unsqueeze(1) @ J).squeeze(1))
+def _autograd_matvecs(m: LocalMap) -> tuple[Callable[[Tensor], Tensor],
+                                            Callable[[Tensor], Tensor]]:
+    """``v -> J v`` and ``w -> J^T w`` per sample on a retained graph (Note [autograd
+    matvecs])."""
+    with torch.enable_grad():
+        s = m.state_in.detach().requires_grad_()
+        y = m.fn(s)
+        u = torch.zeros_like(y, requires_grad=True)
+        g = torch.autograd.grad(y, s, u, create_graph=True, allow_unused=True)[0]  # J^T u
+    if g is None or not g.requires_grad:  # J is structurally zero (e.g. no path from s to y)
+        return (lambda v: torch.zeros_like(y)), (lambda w: torch.zeros_like(s))
+
+    def jv(v: Tensor) -> Tensor:
+        with torch.enable_grad():
+            return torch.autograd.grad(g, u, v, retain_graph=True)[0]
+
+    def jtv(w: Tensor) -> Tensor:
+        with torch.enable_grad():
+            return torch.autograd.grad(y, s, w, retain_graph=True)[0]
+    return jv, jtv
 
 
 def _eig_parts(J: Tensor):
@@ -465,61 +480,37 @@ def _krylov_parts(matvec, matvec_t, v0: Tensor, w0: Tensor, k: int, restarts: in
     return lam, u, _left_eig(matvec_t, lam, w0, k, restarts)
 
 
-def _starts(like: Tensor, seed: int, warm: Sequence[tuple[Tensor, Tensor] | None],
-            sizes: Sequence[int]):
+def _starts(like: Tensor, seed: int, warm: tuple[Tensor, Tensor] | None):
     """Arnoldi start vectors for right / left: seeded noise, or last call's eigenvectors."""
-    v0, w0 = _randn(like.shape, like, seed), _randn(like.shape, like, seed + 1)
-    row = 0
-    for start, size in zip(warm, sizes):
-        if start is not None:
-            u, w = start
-            v0[row:row + size] = (u.real + u.imag).to(v0.dtype)
-            w0[row:row + size] = (w.real - w.imag).to(w0.dtype)  # y = conj(w) for J^T
-        row += size
-    return v0, w0
+    if warm is not None:
+        u, w = warm
+        return (u.real + u.imag).to(like.dtype), (w.real - w.imag).to(like.dtype)  # y = conj(w)
+    return _randn(like.shape, like, seed), _randn(like.shape, like, seed + 1)
 
 
 def _parts(maps: Sequence[LocalMap], methods: Sequence[Estimator], k: int | None,
            restarts: int, seed: int, vectors: bool,
            warm: dict | None = None) -> list[tuple[Tensor, ...]]:
-    """Per square map ``(lam,)`` or ``(lam, u, w)``, detached. Maps of one width and method
-    share one stacked eigensolve (Note [dense matvecs]); krylov above DENSE_MATVEC_MAX units
-    is matrix-free (JVPs / VJPs). ``warm``: Note [warm starts]."""
-    out: list = [None] * len(maps)
-    groups: dict[tuple, list[int]] = {}
-
-    def warm_start(m: LocalMap):
-        got = None if warm is None else warm.get((m.kind, m.layer))
-        return got if got is not None and got[0].shape == m.state_in.shape else None
-
+    """Per square map ``(lam,)`` or ``(lam, u, w)``, detached: dense eig ("exact") or Arnoldi
+    on autograd matvecs ("krylov"; Note [autograd matvecs]). ``warm``: Note [warm starts]."""
+    out: list = []
     with torch.no_grad():
-        for i, (m, method) in enumerate(zip(maps, methods)):
-            if method is Estimator.KRYLOV and m.n_in > DENSE_MATVEC_MAX:
-                starts = _starts(m.state_in, seed, [warm_start(m)], [m.batch])
-                out[i] = _krylov_parts(m.jvp, m.vjp, *starts, check_k(k, m.n_in), restarts,
-                                       vectors)
-            else:
-                key = (method, m.n_in, m.state_in.dtype, m.state_in.device)
-                groups.setdefault(key, []).append(i)
-        for (method, n, _, _), idx in groups.items():
-            J = torch.cat([maps[i].jacobian() for i in idx])  # (N, n, n)
-            if method is Estimator.EXACT and vectors:
-                parts = _eig_parts(J)
-            elif method is Estimator.EXACT:
+        for m, method in zip(maps, methods):
+            if method is Estimator.EXACT:
+                J = m.jacobian()
+                if vectors:
+                    out.append(_eig_parts(J))
+                    continue
                 vals = torch.linalg.eigvals(J)
-                parts = (vals.gather(1, vals.abs().argmax(-1, keepdim=True)).squeeze(1),)
-            else:
-                starts = _starts(J[:, 0], seed, [warm_start(maps[i]) for i in idx],
-                                 [maps[i].batch for i in idx])
-                parts = _krylov_parts(*_dense_matvecs(J), *starts, check_k(k, n), restarts,
-                                      vectors)
-            sizes = [maps[i].batch for i in idx]
-            for i, *chunks in zip(idx, *(p.split(sizes) for p in parts)):
-                out[i] = tuple(chunks)
-        if warm is not None:
-            for m, method, p in zip(maps, methods, out):
-                if method is Estimator.KRYLOV and len(p) == 3:
-                    warm[(m.kind, m.layer)] = (p[1], p[2])
+                out.append((vals.gather(1, vals.abs().argmax(-1, keepdim=True)).squeeze(1),))
+                continue
+            got = None if warm is None else warm.get((m.kind, m.layer))
+            got = got if got is not None and got[0].shape == m.state_in.shape else None
+            parts = _krylov_parts(*_autograd_matvecs(m), *_starts(m.state_in, seed, got),
+                                  check_k(k, m.n_in), restarts, vectors)
+            if warm is not None and vectors:
+                warm[(m.kind, m.layer)] = (parts[1], parts[2])
+            out.append(parts)
     return out
 
 
@@ -594,7 +585,7 @@ def exact_radius(m: LocalMap, *, differentiable: bool = False, seed: int = 0) ->
 
 def krylov_radius(m: LocalMap, *, k: int | None = None, restarts: int = 1,
                   differentiable: bool = False, seed: int = 0) -> Tensor:
-    """Spectral radius per sample ``(B,)`` by Arnoldi (Note [dense matvecs]).
+    """Spectral radius per sample ``(B,)`` by Arnoldi (Note [autograd matvecs]).
 
     Args:
         m: a local map (made square with a seeded subset when needed).
@@ -690,11 +681,8 @@ def radius_all(maps: Sequence[LocalMap], estimator: str | Estimator = "auto", *,
                warm: dict | None = None) -> list[Tensor]:
     """:func:`radius` of every map, ``(B,)`` each; faster than one call per map.
 
-    Maps of one width share one stacked eigensolve (exact) or one stacked Arnoldi on their
-    dense Jacobians (krylov), so the per-call overhead of small tensor ops is paid once per
-    width, not once per map: this is what makes LSC pre-training of a deep stack fast.
     ``warm``: a dict the caller keeps between calls on slowly changing maps (Note [warm
-    starts]); differentiable krylov only.
+    starts]); differentiable krylov only: LSC pre-training uses it at every step.
 
     Example:
         >>> ms = maps_at(DeepRNN.build("gru", 3, 8, num_layers=3), torch.randn(4, 5, 3), t=2)
