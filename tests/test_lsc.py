@@ -73,6 +73,19 @@ def test_radii_reach_target(cell, L, rho):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("cell,L,rho", [("lstm", 1, 1.0), ("gru", 7, 0.5)])
+def test_radii_reach_target_at_depth_1_and_7(cell, L, rho):
+    torch.manual_seed(0)
+    model = DeepRNN.build(cell, 3, 8, L, readout=2)
+    x = torch.randn(32, 12, 3)
+    report = lsc_pretrain(model, x, rho=rho, steps=300, batch_size=8)
+    measured = reference_radii(model, x[:16], steps=range(0, 12, 2))
+    assert len(measured) == 2 * L - 1
+    for key, value in measured.items():
+        assert abs(value - rho) < TOL, (key, value, report.table())
+
+
+@pytest.mark.slow
 def test_lru_gradient_variant_reaches_target():
     torch.manual_seed(0)
     model = DeepRNN.build("lru", 3, 8, 2, readout=2)

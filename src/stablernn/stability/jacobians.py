@@ -506,8 +506,9 @@ def _parts(maps: Sequence[LocalMap], methods: Sequence[Estimator], k: int | None
                 continue
             got = None if warm is None else warm.get((m.kind, m.layer))
             got = got if got is not None and got[0].shape == m.state_in.shape else None
-            parts = _krylov_parts(*_autograd_matvecs(m), *_starts(m.state_in, seed, got),
-                                  check_k(k, m.n_in), restarts, vectors)
+            kk = check_k(None if k is None else min(k, m.n_in), m.n_in)
+            parts = _krylov_parts(*_autograd_matvecs(m), *_starts(m.state_in, seed, got), kk,
+                                  restarts, vectors)
             if warm is not None and vectors:
                 warm[(m.kind, m.layer)] = (parts[1], parts[2])
             out.append(parts)
@@ -660,6 +661,7 @@ def radius(m: LocalMap, estimator: str | Estimator = "auto", *, differentiable: 
     """
     est = parse_enum(Estimator, estimator, "estimator")
     if est in (Estimator.AUTO, Estimator.EXACT, Estimator.KRYLOV):
+        check_k(k, min(m.n_in, m.n_out))  # one map: a k larger than it is a mistake
         return radius_all([m], est, differentiable=differentiable, seed=seed, k=k,
                           restarts=restarts)[0]
     if est is Estimator.SPECTRAL_NORM:
@@ -681,8 +683,9 @@ def radius_all(maps: Sequence[LocalMap], estimator: str | Estimator = "auto", *,
                warm: dict | None = None) -> list[Tensor]:
     """:func:`radius` of every map, ``(B,)`` each; faster than one call per map.
 
-    ``warm``: a dict the caller keeps between calls on slowly changing maps (Note [warm
-    starts]); differentiable krylov only: LSC pre-training uses it at every step.
+    ``k`` is capped at each map's width. ``warm``: a dict the caller keeps between calls on
+    slowly changing maps (Note [warm starts]); differentiable krylov only: LSC pre-training
+    uses it at every step.
 
     Example:
         >>> ms = maps_at(DeepRNN.build("gru", 3, 8, num_layers=3), torch.randn(4, 5, 3), t=2)
