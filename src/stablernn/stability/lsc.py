@@ -32,7 +32,7 @@ from ..plotting import new_axes
 from .jacobians import Estimator, LocalMap, as_deep_rnn, local_maps, parse_enum, radius_all
 from .radii import radii
 
-__all__ = ["LSCReport", "lsc_pretrain", "lsc_targets"]
+__all__ = ["LSCReport", "default_lr", "lsc_pretrain", "lsc_targets"]
 
 RECURRENT_NAMES = ("weight_hh", "weight_a", "weight_c")
 INPUT_NAMES = ("weight_ih", "B_re", "B_im")
@@ -313,10 +313,34 @@ def _lru_rescale_loop(model, held, targets, opts, report, bar) -> None:
             model.readout.weight.mul_(targets["readout"] / current[f"readout {model.num_layers}"])
 
 
+def default_lr(model: nn.Module, base: float = 2e-2, width0: int = 32) -> float:
+    """LSC's default AdamW learning rate: ``base * min(1, width0 / width)`` for the widest
+    layer (Note [width-scaled lr]): 2e-2 up to 32 units, 5e-3 at 128, 2.5e-3 at 256.
+
+    Example:
+        >>> default_lr(torch.nn.GRU(3, 256, num_layers=4))
+        0.0025
+    """
+    if _is_mlp(model):
+        width = max(m.out_features for m in model if isinstance(m, nn.Linear))
+    else:
+        width = max(c.hidden_size for c in as_deep_rnn(model).cells)
+    return base * min(1.0, width0 / width)
+
+
+# Note [width-scaled lr]: Adam moves every weight by about lr per update whatever its gradient's
+# size, and a unit's pre-activation sums fan_in such moves, so one lr changes a wide layer's
+# gates many times faster than a narrow one's. On 4-layer GRUs fed copy-task inputs
+# (benchmarks/bench_lsc.py) lr 2e-2 converges fastest at 8-64 units but at 128 and 256 units it
+# saturates update gates (z -> 1, where the time radius sticks at 1 with no gradient) and never
+# reaches rho = 0.5; so does 7.2e-3 at 256. Scaling lr by 32 / width reached the target in 44,
+# 65 and 99 updates at 64, 128 and 256 units.
+
+
 def lsc_pretrain(model: nn.Module, inputs: Tensor, *, rho: float | str = 0.5,
                  targets: dict[str, float] | None = None, estimator: str = "auto",
                  k: int | None = 16,
-                 method: str = "auto", steps: int = 1000, lr: float = 2e-2,
+                 method: str = "auto", steps: int = 1000, lr: float | None = None,
                  weight_decay: float = 1e-4, batch_size: int = 16, tol: float = 0.08,
                  patience: int = 20, max_seconds: float | None = None, rescale: bool = False,
                  shuffle: bool = False, eval_steps: int = 8, eval_estimator: str = "auto",
@@ -335,9 +359,8 @@ def lsc_pretrain(model: nn.Module, inputs: Tensor, *, rho: float | str = 0.5,
             eigenvectors, so 16 is enough (see docs/lsc.md for the accuracy measured).
         method: "gradient", "rescale" (LRU only, gradient-free) or "auto" (rescale for LRU
             stacks, gradient otherwise).
-        steps: budget of updates (one per time step walked). lr, weight_decay: AdamW (the
-            reference code's lr is 7.2e-3; 2e-2 converges in fewer updates on every stack of
-            benchmarks/bench_lsc.py and reaches the same radii).
+        steps: budget of updates (one per time step walked). lr, weight_decay: AdamW; lr
+            defaults to :func:`default_lr` of the widest layer (Note [width-scaled lr]).
         batch_size: sequences walked in parallel. tol, patience: stop once every batch-mean
             radius is within ``tol`` of its target for ``patience`` consecutive updates.
         max_seconds: optional time budget. rescale, shuffle: the reference code's heuristics.
@@ -357,6 +380,7 @@ def lsc_pretrain(model: nn.Module, inputs: Tensor, *, rho: float | str = 0.5,
         >>> report.max_error() < 0.1
         True
     """
+    lr = default_lr(model) if lr is None else lr
     method = _check_options(method, steps, lr, batch_size, tol, patience)
     parse_enum(Estimator, estimator, "estimator")
     t_start = time.perf_counter()
