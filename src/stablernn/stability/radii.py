@@ -94,6 +94,7 @@ def radii(model: nn.Module, x: Tensor, *, estimator: str = "auto",
         TypeError: ``model`` has no recurrent layers. ValueError: bad ``x``, steps or options.
 
     Example:
+        >>> import torch
         >>> report = radii(torch.nn.GRU(3, 16, num_layers=2), torch.randn(4, 10, 3))
         >>> sorted(report.values)
         ['depth', 'input', 'time']

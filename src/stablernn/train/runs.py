@@ -27,7 +27,8 @@ class RunDir:
     """One run directory; use as a context manager to hold its lock.
 
     Example:
-        >>>         >>> with RunDir(Path(tempfile.mkdtemp()) / "r") as run:
+        >>> import tempfile
+        >>> with RunDir(Path(tempfile.mkdtemp()) / "r") as run:
         ...     run.append_metrics([{"step": 1, "loss": 0.5}])
         ...     run.read_metrics()
         [{'step': 1, 'loss': 0.5}]
