@@ -51,22 +51,23 @@ CASES = [(cell, L, rho) for cell in ("lstm", "gru", "rnn", "rnn_relu", "rnn_sigm
                                       "lru") for L in (2, 4) for rho in (0.5, 1.0)]
 
 
-# A 4-layer ALIF stack at rho = 1 does not reach the target within this budget: its depth radii
-# jump with the spikes (per-sample radii from 0.45 to 1.45) and settle 0.1-0.4 below 1 (docs/
-# lsc.md, Known limits). strict: the day it passes, this fails.
-ALIF_DEEP = pytest.mark.xfail(strict=True, reason="4-layer ALIF at rho=1 misses the LSC target")
 LR = {"rnn_sigmoid": 5e-2, "alif": 5e-2}  # saturating / spiking cells need larger steps
+# Spiking radii jump with the spikes (per-sample depth radii 0.45-1.45 in one batch): at rho = 1
+# a 4-layer ALIF stack needs a smaller lr and a larger batch (with lr 5e-2 / batch 8 its depth
+# radii ended 0.1-0.4 short; with these, 0.05 or closer on 2 of 2 seeds; docs/lsc.md).
+SPIKING_RHO_1 = {"lr": 1e-2, "batch_size": 32, "steps": 600}
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("cell,L,rho", [
-    pytest.param(c, L, r, marks=ALIF_DEEP if (c, L, r) == ("alif", 4, 1.0) else ())
-    for c, L, r in CASES], ids=[f"{c}-L{L}-rho{r}" for c, L, r in CASES])
+@pytest.mark.parametrize("cell,L,rho", CASES, ids=[f"{c}-L{L}-rho{r}" for c, L, r in CASES])
 def test_radii_reach_target(cell, L, rho):
     torch.manual_seed(0)
     model = DeepRNN.build(cell, 3, 8, L, readout=2)
     x = torch.randn(32, 12, 3)
-    report = lsc_pretrain(model, x, rho=rho, steps=300, lr=LR.get(cell, 2e-2), batch_size=8)
+    opts = {"steps": 300, "lr": LR.get(cell, 2e-2), "batch_size": 8}
+    if (cell, L, rho) == ("alif", 4, 1.0):
+        opts.update(SPIKING_RHO_1)
+    report = lsc_pretrain(model, x, rho=rho, **opts)
     measured = reference_radii(model, x[:16], steps=range(0, 12, 2))
     for key, value in measured.items():
         assert abs(value - rho) < TOL, (key, value, report.table())
