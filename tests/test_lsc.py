@@ -73,6 +73,20 @@ def test_radii_reach_target(cell, L, rho):
         assert abs(value - rho) < TOL, (key, value, report.table())
 
 
+REST_OF_ZOO = [(c, r) for c in ("mgu", "brc", "nbrc", "spectral_rnn", "double") for r in (0.5, 1.0)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cell,rho", REST_OF_ZOO, ids=[f"{c}-rho{r}" for c, r in REST_OF_ZOO])
+def test_rest_of_the_zoo_reaches_target_at_depth_2(cell, rho):
+    torch.manual_seed(0)
+    model = DeepRNN.build(cell, 3, 8, 2, readout=2)
+    x = torch.randn(32, 12, 3)
+    report = lsc_pretrain(model, x, rho=rho, steps=300, batch_size=8)
+    for key, value in reference_radii(model, x[:16], steps=range(0, 12, 2)).items():
+        assert abs(value - rho) < TOL, (key, value, report.table())
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("cell,L,rho", [("lstm", 1, 1.0), ("gru", 7, 0.5)])
 def test_radii_reach_target_at_depth_1_and_7(cell, L, rho):
