@@ -136,7 +136,7 @@ def test_radius_all_gradient_equals_autograd_through_eigvals(estimator):
     ours = radius_all(maps, estimator, differentiable=True, k=12, restarts=2)
     for m, r in zip(maps, ours):
         sq = m.square()
-        J = torch.autograd.functional.jacobian(lambda z: sq.fn(z).sum(0), sq.state_in,
+        J = torch.autograd.functional.jacobian(lambda z, sq=sq: sq.fn(z).sum(0), sq.state_in,
                                                create_graph=True).transpose(0, 1)
         ref = torch.linalg.eigvals(J).abs().amax(-1)
         assert torch.allclose(r, ref, atol=1e-9), (m.kind, m.layer)

@@ -41,7 +41,7 @@ def describe(factory) -> str:
 def cmd_train(args: argparse.Namespace) -> int:
     from .train import Config, apply_overrides, train
 
-    cfg = Config.from_dict(json.loads(open(args.config).read())) if args.config else Config()
+    cfg = Config.from_dict(json.loads(Path(args.config).read_text())) if args.config else Config()
     shorthand = [f"{SHORTHANDS[k]}={v}" for k, v in vars(args).items()
                  if k in SHORTHANDS and v is not None]
     apply_overrides(cfg, shorthand + (args.set or []))

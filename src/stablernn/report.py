@@ -467,8 +467,8 @@ def _report_text(root, runs, rows, wins, images, notes, split) -> str:
              "", markdown_table(rows, split=split), ""]
     if wins:
         parts += ["## Paired win rates", "",
-                  "Settings that differ in one key (or the `--compare` selectors), paired by "
-                  "seed (ties count half).", "",
+                  ("Settings that differ in one key (or the `--compare` selectors), paired by "
+                   "seed (ties count half)."), "",
                   win_rate_table(wins), ""] + [f"- {win_rate_sentence(w)}" for w in wins] + [""]
     for r in crashed:
         error = (r.get("crash") or {}).get("error", "no summary (unfinished)")
