@@ -15,8 +15,7 @@ def main() -> None:
     torch.manual_seed(0)
     gru = torch.nn.GRU(3, 16, num_layers=3, batch_first=True)
     x = torch.randn(32, 20, 3)  # real task inputs in practice; labels are not used
-    report = stablernn.lsc_pretrain(gru, x, rho=0.5, steps=40 if SMOKE else 600, lr=2e-2,
-                                    batch_size=8)
+    report = stablernn.lsc_pretrain(gru, x, rho=0.5, steps=40 if SMOKE else 600, batch_size=8)
     print(report.table())
     # the module is still a plain torch.nn.GRU, changed in place: train it as usual
     opt = torch.optim.AdamW(gru.parameters(), lr=1e-3)
