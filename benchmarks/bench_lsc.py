@@ -37,8 +37,7 @@ CELLS = "lstm,gru,rnn,rnn_relu,rnn_sigmoid,alif,lru"
 LR = {"rnn_sigmoid": 5e-2, "alif": 5e-2}  # as in tests/test_lsc.py
 
 
-def reference_radius(m: LocalMap, estimator: str = "auto", *, differentiable: bool = False,
-                     seed: int = 0, **_) -> torch.Tensor:
+def reference_radius(m: LocalMap, *, differentiable: bool = False, seed: int = 0) -> torch.Tensor:
     """Reference-style radius: dense Jacobian row by row, eigvals, autograd through both."""
     m = m.square(seed)
     # with create_graph, functional.jacobian keeps state_in's own graph (a depth map's point of

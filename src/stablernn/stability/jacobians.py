@@ -92,7 +92,7 @@ class Estimator(str, Enum):
 
     AUTO = "auto"  # exact up to EXACT_MAX units (EXACT_MAX_GRAD if differentiable), krylov above
     EXACT = "exact"  # dense Jacobian + eigvals
-    KRYLOV = "krylov"  # Arnoldi on JVPs
+    KRYLOV = "krylov"  # Arnoldi on Jacobian products (Note [autograd matvecs])
     SPECTRAL_NORM = "spectral_norm"  # largest singular value, power iteration
     MSV = "msv"  # mean squared singular value tr(J^T J) / n, Hutchinson probes
 
@@ -643,8 +643,7 @@ def radius(m: LocalMap, estimator: str | Estimator = "auto", *, differentiable: 
     Args:
         m: a :class:`LocalMap`.
         estimator: "auto" (exact up to 256 units, 64 when differentiable, krylov above),
-            "exact", "krylov",
-            "spectral_norm" or "msv" (mean squared singular value).
+            "exact", "krylov", "spectral_norm" or "msv" (mean squared singular value).
         differentiable: keep the result in the autograd graph of the model's Parameters.
         seed: seeds probes, start vectors and the square subset of a non-square map.
         k, restarts: Krylov dimension and restarts (krylov).
@@ -681,9 +680,9 @@ def radius_all(maps: Sequence[LocalMap], estimator: str | Estimator = "auto", *,
                differentiable: bool = False, seed: int = 0, k: int | None = None,
                restarts: int = 1, iters: int = 30, probes: int = 16,
                warm: dict | None = None) -> list[Tensor]:
-    """:func:`radius` of every map, ``(B,)`` each; faster than one call per map.
+    """:func:`radius` of every map, ``(B,)`` each.
 
-    ``k`` is capped at each map's width. ``warm``: a dict the caller keeps between calls on
+    ``k`` is capped at each map's width (:func:`radius` refuses a ``k`` wider than its map). ``warm``: a dict the caller keeps between calls on
     slowly changing maps (Note [warm starts]); differentiable krylov only: LSC pre-training
     uses it at every step.
 

@@ -342,8 +342,8 @@ def default_lr(model: nn.Module, base: float = 2e-2, width0: int = 64) -> float:
 
 def lsc_pretrain(model: nn.Module, inputs: Tensor, *, rho: float | str = 0.5,
                  targets: dict[str, float] | None = None, estimator: str = "auto",
-                 k: int | None = 16,
-                 method: str = "auto", steps: int = 1000, lr: float | None = None,
+                 k: int | None = 16, method: str = "auto", steps: int = 1000,
+                 lr: float | None = None,
                  weight_decay: float = 1e-4, batch_size: int = 16, tol: float = 0.08,
                  patience: int = 20, max_seconds: float | None = None, rescale: bool = False,
                  shuffle: bool = False, eval_steps: int = 8, eval_estimator: str = "auto",

@@ -107,12 +107,6 @@ def radii(model: nn.Module, x: Tensor, *, estimator: str = "auto",
     report = RadiiReport(est, chosen)
     for t in chosen:
         maps = local_maps(model, x[:, t], traj[t], kinds=kinds, max_readout=max_readout)
-        by_k: dict[int | None, list] = {}
-        for m in maps:
-            kk = None if k is None else min(k, m.n_in, m.n_out)
-            by_k.setdefault(kk, []).append(m)
-        for kk, group in by_k.items():
-            for m, r in zip(group, radius_all(group, est, seed=seed, k=kk)):
-                report.values.setdefault(m.kind, {}).setdefault(m.layer, []).append(
-                    float(r.mean()))
+        for m, r in zip(maps, radius_all(maps, est, seed=seed, k=k)):  # k capped per map
+            report.values.setdefault(m.kind, {}).setdefault(m.layer, []).append(float(r.mean()))
     return report
