@@ -4,9 +4,10 @@
 tolerance 0.08 (rho = 0.5) with our implementation, and for the same number of updates with a
 straightforward reference-style one that builds every per-sample Jacobian densely
 (``torch.autograd.functional.jacobian`` with ``create_graph``, one backward per output unit) and
-differentiates ``torch.linalg.eigvals`` at every step, as the paper's code does. Both run the same walk, optimiser and seed; only the
-radius computation differs (the two give the same gradients to 1e-8 in float64, see
-tests/test_stability.py), so the achieved radii are comparable. The same number of updates, not
+differentiates ``torch.linalg.eigvals`` at every step, as the paper's code does. Both run the
+same walk, optimiser and seed; only the radius computation differs (the two give the same
+gradients to 1e-8 in float64, see tests/test_stability.py), so the achieved radii are
+comparable. The same number of updates, not
 each one's own stopping point: float32 rounding makes two runs drift apart over ~100 updates,
 and which one stops first is then chance.
 

@@ -682,9 +682,9 @@ def radius_all(maps: Sequence[LocalMap], estimator: str | Estimator = "auto", *,
                warm: dict | None = None) -> list[Tensor]:
     """:func:`radius` of every map, ``(B,)`` each.
 
-    ``k`` is capped at each map's width (:func:`radius` refuses a ``k`` wider than its map). ``warm``: a dict the caller keeps between calls on
-    slowly changing maps (Note [warm starts]); differentiable krylov only: LSC pre-training
-    uses it at every step.
+    ``k`` is capped at each map's width (:func:`radius` refuses a ``k`` wider than its map).
+    ``warm``: a dict the caller keeps between calls on slowly changing maps (Note [warm
+    starts]); differentiable krylov only: LSC pre-training uses it at every step.
 
     Example:
         >>> ms = maps_at(DeepRNN.build("gru", 3, 8, num_layers=3), torch.randn(4, 5, 3), t=2)
