@@ -71,16 +71,33 @@ class RunDir:
             os.fsync(f.fileno())
 
     def read_metrics(self) -> list[dict]:
+        """The readable metric rows; damaged lines (cut by a kill, edited by hand, rows without
+        an int ``step``) are skipped: :meth:`damaged_metrics` counts them."""
+        return self._parse_metrics()[0]
+
+    def damaged_metrics(self) -> int:
+        """How many lines of metrics.jsonl could not be read as a metric row."""
+        return self._parse_metrics()[1]
+
+    def _parse_metrics(self) -> tuple[list[dict], int]:
         path = self.file(METRICS)
         if not path.exists():
-            return []
-        rows = []
-        for line in path.read_text().splitlines():
+            return [], 0
+        rows, bad = [], 0
+        for line in path.read_text(errors="replace").splitlines():
+            if not line.strip():
+                continue
             try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:  # a line cut by a kill mid-write
-                break
-        return rows
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                bad += 1
+                continue
+            step = row.get("step") if isinstance(row, dict) else None
+            if isinstance(step, bool) or not isinstance(step, int):
+                bad += 1
+                continue
+            rows.append(row)
+        return rows, bad
 
     def truncate_metrics(self, last_step: int) -> None:
         """Drop rows after ``last_step`` (written after the checkpoint a resume starts from)."""

@@ -1,0 +1,104 @@
+"""One home for argument checks: every public function validates its options with these, so a
+bad value gets one clear line naming the argument, the value and what would be accepted.
+
+Errors are ``TypeError`` (wrong kind of value) or ``ValueError`` (right kind, unusable value),
+so callers and the CLI can catch them uniformly. See docs/robustness.md.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+
+def check_int(name: str, value: Any, *, low: int | None = 1, high: int | None = None) -> int:
+    """``value`` as an int in ``[low, high]`` (bools and non-integral numbers refused).
+
+    Example:
+        >>> check_int("steps", 3)
+        3
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} ({value!r})")
+    value = int(value)
+    if low is not None and value < low:
+        raise ValueError(f"{name} must be an int >= {low}, got {value}")
+    if high is not None and value > high:
+        raise ValueError(f"{name} must be an int <= {high}, got {value}")
+    return value
+
+
+def check_float(name: str, value: Any, *, low: float | None = None, high: float | None = None,
+                low_open: bool = False, high_open: bool = False) -> float:
+    """``value`` as a finite float in the given range (NaN, Inf and bools refused).
+
+    ``low_open`` / ``high_open`` exclude the bound itself (``low=0, low_open=True``: > 0).
+
+    Example:
+        >>> check_float("lr", 1e-3, low=0, low_open=True)
+        0.001
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__} ({value!r})")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    if low is not None and (value <= low if low_open else value < low):
+        raise ValueError(f"{name} must be {'>' if low_open else '>='} {low}, got {value}")
+    if high is not None and (value >= high if high_open else value > high):
+        raise ValueError(f"{name} must be {'<' if high_open else '<='} {high}, got {value}")
+    return value
+
+
+def check_positive(name: str, value: Any) -> float:
+    """A finite float > 0 (learning rates, tolerances, time budgets)."""
+    return check_float(name, value, low=0.0, low_open=True)
+
+
+def check_choice(name: str, value: Any, choices: Iterable[Any]) -> Any:
+    """``value`` if it is one of ``choices``; otherwise a ValueError listing them."""
+    choices = list(choices)
+    if value not in choices:
+        raise ValueError(f"unknown {name} {value!r}; valid: {', '.join(map(repr, choices))}")
+    return value
+
+
+def check_finite(name: str, x: Tensor) -> Tensor:
+    """``x`` if every entry is finite; otherwise a ValueError counting the bad entries."""
+    bad = int((~torch.isfinite(x)).sum()) if x.is_floating_point() or x.is_complex() else 0
+    if bad:
+        raise ValueError(f"{name} has {bad} NaN/Inf value(s) of {x.numel()}; clean it first")
+    return x
+
+
+class NonFiniteWeightsError(ValueError):
+    """A module holds NaN/Inf weights (typically left behind by a diverged run)."""
+
+
+def check_finite_weights(module: nn.Module) -> nn.Module:
+    """``module`` if all its parameters and floating buffers are finite.
+
+    Every path that reaches an eigensolver calls this first: LAPACK's balancing routine
+    crashes the interpreter on NaN input instead of raising.
+
+    Raises:
+        NonFiniteWeightsError: naming the first bad tensor and how many entries are bad.
+
+    Example:
+        >>> check_finite_weights(nn.Linear(2, 2)).out_features
+        2
+    """
+    tensors = list(module.named_parameters()) + list(module.named_buffers())
+    bad = [(name, int((~torch.isfinite(t)).sum())) for name, t in tensors
+           if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if bad:
+        name, count = bad[0]
+        more = f" (and {len(bad) - 1} more tensor(s))" if len(bad) > 1 else ""
+        raise NonFiniteWeightsError(
+            f"{type(module).__name__}.{name} has {count} NaN/Inf value(s){more}: the model has "
+            f"diverged; load an earlier checkpoint or re-initialise it before analysing it")
+    return module
