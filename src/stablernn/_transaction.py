@@ -60,7 +60,7 @@ def transaction(module: nn.Module) -> Iterator[Snapshot]:
         >>> before = lin.weight.detach().clone()
         >>> try:
         ...     with transaction(lin):
-        ...         lin.weight.data.fill_(float("nan"))
+        ...         _ = lin.weight.data.fill_(float("nan"))
         ...         raise RuntimeError("diverged")
         ... except RuntimeError:
         ...     pass
