@@ -118,7 +118,7 @@ def test_bad_input_messages():
         init_(nn.Linear(3, 8), "orthogonal")
     with pytest.raises(ValueError, match="seq_len"):
         critical_init(nn.LSTM(3, 8), seq_len=0)
-    with pytest.raises(ValueError, match="seq_len"):
+    with pytest.raises(TypeError, match="seq_len must be an int"):  # wrong kind: TypeError
         init_(nn.LSTM(3, 8), "critical", seq_len=2.5)
     with pytest.raises(ValueError, match="LSTM and GRU"):
         critical_init(nn.RNN(3, 8), seq_len=10)
@@ -208,6 +208,23 @@ def test_explain_reads_back_the_calculator():
     hp = estimate_hyper(recurrent_layers(gru)[0])
     assert predict(hp).xi == pytest.approx(report.predictions[0]["xi"], rel=0.05)
     assert "no mean-field" in explain(DeepRNN([RNNCell(4, 8)]))
+
+
+@pytest.mark.parametrize("module, seq_len", [
+    (lambda: nn.LSTM(13, 40, 3), 30), (lambda: nn.LSTM(1, 64), 784),
+    (lambda: nn.LSTM(4, 16, 2), 50), (lambda: nn.GRU(13, 40, 3), 30),
+    (lambda: nn.GRU(4, 16, 2), 50), (lambda: nn.GRU(8, 32, 2), 100)])
+def test_explain_reports_critical_every_layer_critical_init_set(module, seq_len):
+    model = module()
+    report = critical_init(model, seq_len=seq_len)
+    rows = explain(model, seq_len=seq_len).splitlines()[1:]
+    assert len(rows) == len(report.layers)
+    assert all(row.endswith("  yes") for row in rows), rows
+    # Note [exact sample moments]: the weights read back as the solved hyperparameters
+    for cell, hp in zip(recurrent_layers(model), report.hyper):
+        read = estimate_hyper(cell, q_x=hp["q_x"]).to_dict()["gates"]
+        for gate, values in hp["gates"].items():
+            assert read[gate] == pytest.approx(values, rel=1e-5, abs=1e-6), gate
 
 
 def test_simulation_smoke_small_width():

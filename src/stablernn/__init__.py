@@ -4,12 +4,13 @@ Public API (see docs/): the model zoo (cells, DeepRNN, from_torch), tasks, the s
 diagnostics (radii, gradient_flow, lyapunov_exponents, vaa, diagnose) and the methods that fix
 them (lsc_pretrain, init_ / critical_init, spectral).
 """
+from . import spectral  # the module, callable as its function spectral (see spectral.py)
 from .adapters import from_torch
 from .cells import (CELLS, ALIFCell, BRCCell, Cell, GRUCell, LRUCell, LSTMCell, MGUCell,
                     DoubleCell, NBRCCell, RNNCell, SpectralRNNCell, double_stack, flatten_state,
                     make_cell, unflatten_state)
 from .init import INITS, InitReport, critical_init, explain, init_
-from .spectral import spectral, spectral_factors, spectral_param_groups
+from .spectral import spectral_factors, spectral_param_groups
 from .stability import (WarmupReport, diagnose, gradient_flow, lyapunov_exponents, radii, vaa,
                         warmup)
 from .stability.lsc import LSCReport, lsc_pretrain

@@ -40,15 +40,19 @@ a singular value at the edge has ``sigmoid'(p) ~ _EDGE`` and learns slowly (Adam
 """
 from __future__ import annotations
 
-import math
+import inspect
 import re
+import sys
 import types
 import weakref
 from collections.abc import Iterator
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
+
+from ._checks import check_float, check_int
 
 __all__ = ["Spectral", "spectral", "spectral_factors", "spectral_param_groups"]
 
@@ -193,13 +197,13 @@ class Spectral(nn.Module):
                 f"sigma_star={self.sigma_star}")
 
 
-def _check_band(r: float, sigma_star: float) -> None:
-    if not (isinstance(r, (int, float)) and math.isfinite(r) and r > 0):
-        raise ValueError(f"r must be a finite float > 0 (the half-width of the singular value "
-                         f"band), got {r!r}")
+def _check_band(r: Any, sigma_star: Any) -> tuple[float, float]:
+    r = check_float("r", r, low=0.0, low_open=True)  # the half-width of the band
+    sigma_star = check_float("sigma_star", sigma_star)
     if not sigma_star >= r:
         raise ValueError(f"sigma_star must be >= r so singular values stay >= 0; got "
                          f"sigma_star={sigma_star!r}, r={r!r}")
+    return r, sigma_star
 
 
 def _blocks_of(module: nn.Module, name: str, weight: Tensor, blocks: int | None) -> int:
@@ -207,7 +211,8 @@ def _blocks_of(module: nn.Module, name: str, weight: Tensor, blocks: int | None)
         h = getattr(module, "hidden_size", None)
         rows = weight.shape[0]
         blocks = rows // h if isinstance(h, int) and rows > h and rows % h == 0 else 1
-    if blocks < 1 or weight.shape[0] % blocks:
+    blocks = check_int("blocks", blocks, low=1)
+    if weight.shape[0] % blocks:
         raise ValueError(f"{name} has {weight.shape[0]} rows, not divisible into {blocks} blocks")
     return blocks
 
@@ -222,28 +227,59 @@ def _check_weight(module: nn.Module, name: str) -> Tensor:
         raise TypeError(f"{name!r} must be a tensor, got {type(weight).__name__}")
     if weight.dim() != 2:
         raise ValueError(f"spectral needs a 2-D weight; {name!r} has shape {tuple(weight.shape)}")
-    if parametrize.is_parametrized(module, name) and any(
-            isinstance(p, Spectral) for p in module.parametrizations[name]):
-        raise ValueError(f"{name!r} already has a spectral parametrisation")
+    if parametrize.is_parametrized(module, name):
+        what = ("a spectral parametrisation" if any(
+            isinstance(p, Spectral) for p in module.parametrizations[name])
+            else "a parametrisation")
+        raise ValueError(f"{name!r} already has {what}; spectral needs a plain weight")
+    if weight.dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"spectral needs a float32 or float64 {name!r}, got {weight.dtype}")
+    if not bool(torch.isfinite(weight).all()):
+        raise ValueError(f"{name!r} has NaN/Inf values (a diverged model?); re-initialise it "
+                         f"before spectral")
     return weight
 
 
-def _register(module: nn.Module, name: str, k: int | None, r: float, sigma_star: float,
-              blocks: int | None) -> None:
+class _Plan(NamedTuple):
+    """One checked target of :func:`spectral`: name, blocks, reflectors per side."""
+
+    name: str
+    blocks: int
+    k: int
+
+
+def _plan(module: nn.Module, name: str, k: Any, blocks: Any) -> _Plan:
+    """Check one target completely (nothing changes); raises ValueError / TypeError."""
     weight = _check_weight(module, name)
     g = _blocks_of(module, name, weight, blocks)
     m, n = weight.shape[0] // g, weight.shape[1]
-    k = min(m, n) if k is None else k
-    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= min(m, n):
+    k = min(m, n) if k is None else check_int("k", k, low=None)
+    if not 1 <= k <= min(m, n):
         raise ValueError(f"k must be an int in [1, min(m, n) = {min(m, n)}] for {name!r} "
                          f"(blocks of {m} x {n}); got {k!r}")
-    param = Spectral(tuple(weight.shape), g, k, float(r), float(sigma_star))
+    return _Plan(name, g, k)
+
+
+def _register(module: nn.Module, plan: _Plan, r: float, sigma_star: float) -> None:
+    weight = getattr(module, plan.name)
+    param = Spectral(tuple(weight.shape), plan.blocks, plan.k, r, sigma_star)
     param = param.to(device=weight.device, dtype=weight.dtype)
-    parametrize.register_parametrization(module, name, param)  # projects the current weight
-    originals = module.parametrizations[name]
+    parametrize.register_parametrization(module, plan.name, param)  # projects the weight
+    originals = module.parametrizations[plan.name]
     with torch.no_grad():
         for i, t in enumerate(param.sample(dtype=weight.dtype, device=weight.device)):
             getattr(originals, f"original{i}").copy_(t)
+
+
+def _unregister(module: nn.Module, name: str, saved: Tensor) -> None:
+    """Undo :func:`_register`: drop the parametrisation, put back the very tensor ``saved``
+    (register_parametrization leaves it untouched: Spectral's right_inverse returns new
+    tensors)."""
+    parametrize.remove_parametrizations(module, name, leave_parametrized=True)
+    if isinstance(saved, nn.Parameter):
+        setattr(module, name, saved)  # nn.RNNBase.__setattr__ also refreshes _flat_weights
+    else:
+        module._buffers[name] = saved
 
 
 def _refresh_flat_weights(rnn: nn.RNNBase, *, detach: bool = False) -> None:
@@ -325,9 +361,13 @@ def spectral(module: nn.Module, name: str = "weight_hh", *, k: int | None = None
     Returns:
         ``module``, changed in place.
 
+    Every target is checked before any is changed; if registering fails part-way, the
+    parametrisations this call added are removed and the original weights put back.
+
     Raises:
-        ValueError: ``r <= 0``, ``sigma_star < r``, ``k`` out of range, a missing or non-2-D
-            tensor, or a tensor that already has a spectral parametrisation.
+        ValueError: ``r <= 0``, ``sigma_star < r`` (NaN / Inf included), ``k`` out of range, a
+            missing, non-2-D or non-finite tensor, or a tensor that is already parametrised.
+        TypeError: an option of the wrong type, or a weight that is not float32 / float64.
 
     Example:
         >>> gru = spectral(torch.nn.GRU(4, 8, batch_first=True), "weight_hh_l0", r=0.05)
@@ -335,10 +375,25 @@ def spectral(module: nn.Module, name: str = "weight_hh", *, k: int | None = None
         >>> bool(((sv > 0.95 - 1e-5) & (sv < 1.05 + 1e-5)).all())
         True
     """
-    _check_band(r, sigma_star)
-    for target in _target_names(module, name):
-        _register(module, target, k, r, sigma_star, blocks)
-    _install_cache(module)
+    if not isinstance(module, nn.Module):
+        raise TypeError(f"spectral parametrises a torch module, got {type(module).__name__}")
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a str (e.g. 'weight_hh'), got {type(name).__name__}")
+    r, sigma_star = _check_band(r, sigma_star)
+    plans = [_plan(module, target, k, blocks) for target in _target_names(module, name)]
+    if not plans:
+        raise ValueError(f"{type(module).__name__} has no tensor matching {name!r}")
+    done: list[tuple[str, Tensor]] = []
+    try:
+        for plan in plans:
+            saved = getattr(module, plan.name)
+            _register(module, plan, r, sigma_star)
+            done.append((plan.name, saved))
+        _install_cache(module)
+    except BaseException:
+        for target, saved in reversed(done):
+            _unregister(module, target, saved)
+        raise
     return module
 
 
@@ -385,9 +440,26 @@ def spectral_param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
         >>> [g["weight_decay"] for g in opt.param_groups]
         [0.01, 0.0]
     """
+    weight_decay = check_float("weight_decay", weight_decay, low=0.0)
     skip = {id(p) for p in _spectral_parameters(model)}
     decay = [p for p in model.parameters() if id(p) not in skip]
     free = [p for p in model.parameters() if id(p) in skip]
     groups = [{"params": decay, "weight_decay": weight_decay},
               {"params": free, "weight_decay": 0.0}]
     return [g for g in groups if g["params"]]
+
+
+class _SpectralModule(types.ModuleType):
+    """This module, callable as :func:`spectral`: ``stablernn.spectral`` names both.
+
+    ``stablernn/__init__.py`` exports the module, so ``stablernn.spectral(gru, "weight_hh")``,
+    ``from stablernn import spectral`` and ``import stablernn.spectral as sp;
+    sp.spectral_factors(...)`` all work.
+    """
+
+    def __call__(self, *args: Any, **kwargs: Any) -> nn.Module:
+        return spectral(*args, **kwargs)
+
+
+__signature__ = inspect.signature(spectral)  # what inspect/help show for the callable module
+sys.modules[__name__].__class__ = _SpectralModule

@@ -9,13 +9,14 @@ Jacobian code, LSC and warm-up use.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
-from .cells.base import Cell, State, check_input, check_size, make_cell
+from ._checks import check_choice, check_float
+from .cells.base import Cell, State, check_bool, check_input, check_size, check_state, make_cell
 from .cells.gru import GRUCell
 from .cells.lstm import LSTMCell
 from .cells.rnn import RNNCell
@@ -47,6 +48,21 @@ def _fused_kernel(cells: Sequence[Cell]):
     return None
 
 
+def _check_cells(cells: Sequence[Cell]) -> None:
+    """Raise unless ``cells`` is a non-empty sequence of cells whose sizes chain."""
+    if not isinstance(cells, (list, tuple, nn.ModuleList)) or len(cells) == 0:
+        raise ValueError(f"DeepRNN needs a non-empty list of cells, got {cells!r}")
+    for i, cell in enumerate(cells):
+        if not isinstance(cell, Cell):
+            raise TypeError(f"layer {i} must be a stablernn cell (make_cell(...)), got "
+                            f"{type(cell).__name__}; torch.nn.RNN/LSTM/GRU go through "
+                            f"stablernn.from_torch")
+    for i, (lo, hi) in enumerate(zip(cells[:-1], cells[1:])):
+        if hi.input_size != lo.output_size:
+            raise ValueError(f"layer {i + 1} expects input_size={hi.input_size} but layer {i} "
+                             f"outputs {lo.output_size} features")
+
+
 class DeepRNN(nn.Module):
     """A stack of recurrent cells over batch-first ``(B, T, D)`` input.
 
@@ -70,29 +86,35 @@ class DeepRNN(nn.Module):
                  readout: int | nn.Module | None = None, readout_mode: str = "all",
                  fused: bool = True) -> None:
         super().__init__()
-        if len(cells) == 0:
-            raise ValueError("DeepRNN needs at least one cell")
-        for i, (lo, hi) in enumerate(zip(cells[:-1], cells[1:])):
-            if hi.input_size != lo.output_size:
-                raise ValueError(f"layer {i + 1} expects input_size={hi.input_size} but layer {i} "
-                                 f"outputs {lo.output_size} features")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
-        if readout_mode not in READOUT_MODES:
-            raise ValueError(f"unknown readout_mode {readout_mode!r}; valid: {READOUT_MODES}")
-        self.cells = nn.ModuleList(cells)
-        self.dropout = dropout
+        _check_cells(cells)
+        self.dropout = check_float("dropout", dropout, low=0.0, high=1.0, high_open=True)
+        check_choice("readout_mode", readout_mode, READOUT_MODES)
+        self.fused = check_bool("fused", fused)
         if isinstance(readout, int):
             readout = nn.Linear(cells[-1].output_size, check_size("readout", readout))
+        elif readout is not None and not isinstance(readout, nn.Module):
+            raise TypeError(f"readout must be None, an int (output units) or a torch module, "
+                            f"got {type(readout).__name__} ({readout!r})")
+        self.cells = nn.ModuleList(cells)
         self.readout = readout
         self.readout_mode = readout_mode
-        self.fused = fused
 
     @classmethod
     def build(cls, cell: str, input_size: int, hidden_size: int, num_layers: int = 1, *,
               dropout: float = 0.0, readout: int | nn.Module | None = None,
-              readout_mode: str = "all", fused: bool = True, **cell_options) -> "DeepRNN":
-        """Stack ``num_layers`` registered cells of one kind (see ``stablernn list``)."""
+              readout_mode: str = "all", fused: bool = True, **cell_options) -> DeepRNN:
+        """Stack ``num_layers`` registered cells of one kind (see ``stablernn list``).
+
+        Raises:
+            ValueError: unknown cell or cell option (the message lists the valid ones), or a
+                value out of range. TypeError: a value of the wrong type.
+
+        Example:
+            >>> DeepRNN.build("gru", 3, 8, 2, foo=1)
+            Traceback (most recent call last):
+            ...
+            ValueError: cell 'gru' has no option foo; valid options: bias
+        """
         check_size("num_layers", num_layers)
         cells = []
         for _ in range(num_layers):
@@ -112,12 +134,22 @@ class DeepRNN(nn.Module):
         return [c.initial_state(batch, device=device, dtype=dtype) for c in self.cells]
 
     def forward(self, x: Tensor, state: Sequence[State] | None = None) -> tuple[Tensor, list]:
-        """Run the stack; returns ``(y, states)`` with ``states`` the final state per layer."""
-        check_input(x, self.input_size)
+        """Run the stack; returns ``(y, states)`` with ``states`` the final state per layer.
+
+        Raises:
+            ValueError / TypeError: ``x`` not a finite float ``(B, T >= 1, input_size)`` tensor
+                of the model's dtype and device, or ``state`` not one fitting state per layer.
+        """
+        self._check_x(x)
         if state is None:
             state = self.initial_state(x.shape[0], device=x.device, dtype=x.dtype)
-        elif len(state) != self.num_layers:
-            raise ValueError(f"got {len(state)} layer states for {self.num_layers} layers")
+        else:
+            if not isinstance(state, (list, tuple)) or len(state) != self.num_layers:
+                got = len(state) if isinstance(state, (list, tuple)) else type(state).__name__
+                raise ValueError(f"got {got} layer states for {self.num_layers} layers")
+            for i, (cell, s) in enumerate(zip(self.cells, state)):
+                check_state(cell, s, x.shape[0], x, name=f"state[{i}]")
+            state = [cell.State(*s) for cell, s in zip(self.cells, state)]  # plain tuples too
         kernel = _fused_kernel(self.cells) if self.fused else None
         if kernel is not None:
             h, states = self._forward_fused(kernel, x, state)
@@ -125,6 +157,15 @@ class DeepRNN(nn.Module):
             with parametrize.cached():  # parametrised weights built once per forward
                 h, states = self._forward_loop(x, state)
         return self.apply_readout(h), states
+
+    def _check_x(self, x: Tensor) -> None:
+        check_input(x, self.input_size)
+        if x.shape[1] == 0:
+            raise ValueError(f"x has no time steps (shape {tuple(x.shape)}); need T >= 1")
+        ref = self.cells[0]._ref()
+        if x.dtype != ref.dtype or x.device != ref.device:
+            raise TypeError(f"x is {x.dtype} on {x.device} but the model's weights are "
+                            f"{ref.dtype} on {ref.device}; convert one with .to(...)")
 
     def apply_readout(self, h: Tensor) -> Tensor:
         """The readout on top-layer outputs ``(B, T, H)`` (identity when there is none)."""

@@ -18,12 +18,14 @@ by construction, the same gradients wherever it spikes the same; the tests use t
 from __future__ import annotations
 
 import math
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .._checks import check_float
 from .base import Cell, register_cell
 
 DAMPENING = 0.5
@@ -98,14 +100,17 @@ class ALIFCell(Cell):
                  tau_adapt: float = 200.0, b0: float = 1.0, beta: float = 0.1,
                  spike: Callable[[Tensor], Tensor] = spike_fn) -> None:
         super().__init__(input_size, hidden_size)
-        if min(tau, tau_adapt) <= 0:
-            raise ValueError(f"time constants must be > 0, got tau={tau}, tau_adapt={tau_adapt}")
+        tau = check_float("tau", tau, low=0.0, low_open=True)
+        tau_adapt = check_float("tau_adapt", tau_adapt, low=0.0, low_open=True)
+        b0, beta = check_float("b0", b0), check_float("beta", beta)
+        if not callable(spike):
+            raise TypeError(f"spike must be a function of v - A, got {type(spike).__name__}")
         self.weight_ih = nn.Parameter(torch.randn(hidden_size, input_size) / input_size ** 0.5)
         self.weight_hh = nn.Parameter(torch.randn(hidden_size, hidden_size) / hidden_size ** 0.5)
         self.log_tau = nn.Parameter(torch.full((hidden_size,), math.log(tau)))
         self.log_tau_adapt = nn.Parameter(torch.full((hidden_size,), math.log(tau_adapt)))
-        self.b0 = nn.Parameter(torch.full((hidden_size,), float(b0)))
-        self.beta = nn.Parameter(torch.full((hidden_size,), float(beta)))
+        self.b0 = nn.Parameter(torch.full((hidden_size,), b0))
+        self.beta = nn.Parameter(torch.full((hidden_size,), beta))
         self.spike = spike
 
     def project(self, x: Tensor) -> Tensor:

@@ -12,14 +12,18 @@ it back, using the cell's ``state_sizes``.
 """
 from __future__ import annotations
 
-from typing import Callable
+import inspect
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from .._checks import check_int
+
 State = tuple  # a NamedTuple of (B, n_i) tensors
 
-CELLS: dict[str, Callable[..., "Cell"]] = {}
+CELLS: dict[str, Callable[..., Cell]] = {}
 
 
 def register_cell(name: str, **defaults) -> Callable:
@@ -33,6 +37,7 @@ def register_cell(name: str, **defaults) -> Callable:
                 return cls(*args, **{**defaults, **kw})
             preset.__doc__ = f"{cls.__name__} with " + ", ".join(
                 f"{k}={v!r}" for k, v in defaults.items())
+            preset.cell_class, preset.defaults = cls, dict(defaults)
             CELLS[name] = preset
         else:
             CELLS[name] = cls
@@ -41,23 +46,65 @@ def register_cell(name: str, **defaults) -> Callable:
     return deco
 
 
-def make_cell(name: str, input_size: int, hidden_size: int, **options) -> "Cell":
+def _cell_name(name: Any) -> str:
+    if not isinstance(name, str):
+        raise TypeError(f"cell name must be a str, got {type(name).__name__} ({name!r})")
+    if name not in CELLS:
+        raise ValueError(f"unknown cell {name!r}; valid cells: {', '.join(sorted(CELLS))}")
+    return name
+
+
+def cell_options(name: str) -> dict[str, Any] | None:
+    """The options of cell ``name`` and their defaults; None when it forwards arbitrary
+    options (``double`` passes them to its half cells, which check them).
+
+    Example:
+        >>> cell_options("rnn_relu")
+        {'nonlinearity': 'relu', 'bias': True}
+    """
+    factory = CELLS[_cell_name(name)]
+    cls = getattr(factory, "cell_class", factory)
+    params = list(inspect.signature(cls.__init__).parameters.values())
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return None
+    options = {p.name: p.default for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY}
+    return {**options, **getattr(factory, "defaults", {})}
+
+
+def make_cell(name: str, input_size: int, hidden_size: int, **options) -> Cell:
     """Build a registered cell by name, e.g. ``make_cell("gru", 8, 32)``.
 
     Raises:
-        ValueError: unknown name (the message lists the registered ones).
+        ValueError: unknown name or option (the message lists the valid ones), or an option
+            value out of range (checked by the cell).
+        TypeError: a name or option of the wrong type.
+
+    Example:
+        >>> make_cell("gru", 3, 8, foo=1)
+        Traceback (most recent call last):
+        ...
+        ValueError: cell 'gru' has no option foo; valid options: bias
     """
-    if name not in CELLS:
-        raise ValueError(f"unknown cell {name!r}; valid cells: {', '.join(sorted(CELLS))}")
+    valid = cell_options(name)
+    unknown = [] if valid is None else sorted(set(options) - set(valid))
+    if unknown:
+        raise ValueError(f"cell {name!r} has no option {', '.join(unknown)}; valid options: "
+                         f"{', '.join(valid) or 'none'}")
     return CELLS[name](input_size, hidden_size, **options)
 
 
 def check_size(what: str, value: int) -> int:
     """Validate a positive integer size (hidden_size, input_size, ...)."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{what} must be an int, got {type(value).__name__} ({value!r})")
+    value = check_int(what, value, low=None)
     if value <= 0:
         raise ValueError(f"{what} must be a positive int, got {value}")
+    return value
+
+
+def check_bool(what: str, value: Any) -> bool:
+    """Validate a flag (``bias``, ``fused``): a real bool, not a truthy string or number."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{what} must be True or False, got {type(value).__name__} ({value!r})")
     return value
 
 
@@ -151,6 +198,25 @@ def unflatten_state(flat: Tensor, cell: Cell) -> State:
         raise ValueError(f"flat state has width {flat.shape[-1]}, {type(cell).__name__} "
                          f"expects {sum(sizes)} = {' + '.join(map(str, sizes))}")
     return cell.State(*torch.split(flat, list(sizes), dim=-1))
+
+
+def check_state(cell: Cell, state: Any, batch: int, ref: Tensor, name: str = "state") -> None:
+    """Raise a clear error unless ``state`` fits ``cell``: one ``(batch, n_i)`` tensor per field
+    of ``cell.state_sizes``, with ``ref``'s dtype and device, finite."""
+    sizes = cell.state_sizes
+    if not isinstance(state, (tuple, list)) or len(state) != len(sizes):
+        raise ValueError(f"{name} must be a tuple of {len(sizes)} tensor(s) for "
+                         f"{type(cell).__name__} (see cell.initial_state(batch)); got "
+                         f"{type(state).__name__}")
+    for i, (t, n) in enumerate(zip(state, sizes)):
+        if not isinstance(t, Tensor) or tuple(t.shape) != (batch, n):
+            raise ValueError(f"{name}[{i}] must be a tensor of shape ({batch}, {n}); got "
+                             f"{tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__}")
+        if t.dtype != ref.dtype or t.device != ref.device:
+            raise TypeError(f"{name}[{i}] is {t.dtype} on {t.device}; the inputs are "
+                            f"{ref.dtype} on {ref.device}")
+        if not bool(torch.isfinite(t).all()):
+            raise ValueError(f"{name}[{i}] contains NaN or Inf values")
 
 
 def check_input(x: Tensor, input_size: int, *, rank: int = 3, name: str = "x") -> None:

@@ -54,6 +54,8 @@ class DoubleCell(Cell):
     def __init__(self, input_size: int, hidden_size: int, *, half: str = "gru",
                  **options) -> None:
         super().__init__(input_size, hidden_size)
+        if not isinstance(half, str):
+            raise TypeError(f"half must be a registered cell name, got {type(half).__name__}")
         if hidden_size < 2:
             raise ValueError(f"a double layer splits hidden_size in two halves; got "
                              f"hidden_size={hidden_size}, use at least 2")

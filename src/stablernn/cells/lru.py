@@ -16,7 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import Cell, register_cell
+from .._checks import check_float
+from .base import Cell, check_size, register_cell
 
 
 class LRUState(NamedTuple):
@@ -39,9 +40,12 @@ class LRUCell(Cell):
     def __init__(self, input_size: int, hidden_size: int, *, state_size: int | None = None,
                  r_min: float = 0.4, r_max: float = 0.99, max_phase: float = 2 * math.pi) -> None:
         super().__init__(input_size, hidden_size)
-        n = hidden_size if state_size is None else state_size
-        if not 0 <= r_min < r_max <= 1:
+        n = hidden_size if state_size is None else check_size("state_size", state_size)
+        r_min = check_float("r_min", r_min, low=0.0, high=1.0, high_open=True)
+        r_max = check_float("r_max", r_max, low=0.0, high=1.0, low_open=True)
+        if not r_min < r_max:
             raise ValueError(f"need 0 <= r_min < r_max <= 1, got r_min={r_min}, r_max={r_max}")
+        max_phase = check_float("max_phase", max_phase, low=0.0, low_open=True)
         self.n = n
         u1, u2 = torch.rand(n), torch.rand(n)
         nu = -0.5 * torch.log(u1 * (r_max ** 2 - r_min ** 2) + r_min ** 2)

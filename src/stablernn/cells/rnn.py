@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import Cell, register_cell
+from .._checks import check_choice
+from .base import Cell, check_bool, register_cell
 
 
 class RNNState(NamedTuple):
@@ -27,6 +28,7 @@ def init_uniform_(cell: nn.Module) -> None:
 
 def gate_params(cell: nn.Module, gates: int, bias: bool) -> None:
     """Create ``weight_ih (gates*H, D)``, ``weight_hh (gates*H, H)``, ``bias_ih``, ``bias_hh``."""
+    check_bool("bias", bias)
     g, h, d = gates * cell.hidden_size, cell.hidden_size, cell.input_size
     cell.weight_ih = nn.Parameter(torch.empty(g, d))
     cell.weight_hh = nn.Parameter(torch.empty(g, h))
@@ -57,9 +59,7 @@ class RNNCell(Cell):
     def __init__(self, input_size: int, hidden_size: int, *, nonlinearity: str = "tanh",
                  bias: bool = True) -> None:
         super().__init__(input_size, hidden_size)
-        if nonlinearity not in ACTIVATIONS:
-            raise ValueError(f"unknown nonlinearity {nonlinearity!r}; valid: "
-                             f"{', '.join(ACTIVATIONS)}")
+        check_choice("nonlinearity", nonlinearity, ACTIVATIONS)
         self.nonlinearity = nonlinearity
         gate_params(self, 1, bias)
 

@@ -18,11 +18,15 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from torch import nn
+from torch.nn.utils import parametrize
 
+from .._checks import check_finite_weights, check_float, check_int
+from .._transaction import transaction
 from . import classical
-from .critical import apply_hyper, cell_kind, estimate_hyper
+from .critical import apply_hyper, cell_kind, check_applies, estimate_hyper
 from .meanfield import GateHyper, MeanFieldHyper, Prediction, predict, solve_critical
 
 
@@ -72,25 +76,55 @@ def _label(i: int, cell: nn.Module) -> str:
     return f"layer {i} ({type(cell).__name__})"
 
 
-def _check_seq_len(seq_len) -> int:
-    if isinstance(seq_len, bool) or not isinstance(seq_len, int) or seq_len < 1:
-        raise ValueError(f"seq_len must be an int >= 1, got {seq_len!r}")
-    return seq_len
+def _check_seq_len(seq_len: Any) -> int:
+    return check_int("seq_len", seq_len, low=1)
+
+
+def _check_layers(name: str, cells: list[nn.Module], check: Callable[[nn.Module], None]
+                  ) -> None:
+    """Run ``check`` on every layer before anything changes; errors name the layer."""
+    for i, cell in enumerate(cells):
+        try:
+            check(cell)
+        except ValueError as err:
+            raise ValueError(f"{_label(i, cell)}: {err}") from None
 
 
 def _classical(name: str) -> Callable:
-    fn = classical.CLASSICAL[name]
+    spec = classical.CLASSICAL[name]
 
     def scheme(module: nn.Module, **options) -> InitReport:
         if name == "chrono" and "seq_len" in options:  # the CLI's uniform length option
+            if "t_max" in options:
+                raise ValueError("init 'chrono': give t_max or seq_len, not both")
             options["t_max"] = _check_seq_len(options.pop("seq_len"))
+        options = spec.check_options(name, options)
         cells = recurrent_layers(module)
-        for cell in cells:
-            fn(cell, **options)
+        _check_layers(name, cells, lambda cell: spec.check_layer(name, cell))
+        with transaction(module):  # all layers or none (docs/robustness.md)
+            for cell in cells:
+                spec.apply(cell, **options)
         return InitReport(name, [_label(i, c) for i, c in enumerate(cells)], dict(options))
 
-    scheme.__doc__ = fn.__doc__
+    scheme.__doc__ = spec.apply.__doc__
+    scheme.options = tuple(spec.options) + (("seq_len",) if name == "chrono" else ())
     return scheme
+
+
+def _check_critical_layer(cell: nn.Module) -> None:
+    if parametrize.is_parametrized(cell):
+        raise ValueError("critical init cannot write parametrised weights (e.g. "
+                         "stablernn.spectral); initialise before parametrising")
+    if cell_kind(cell) is None:
+        raise ValueError("critical init applies to LSTM and GRU layers; this one is not")
+
+
+def _check_base(base: Any) -> dict | None:
+    if base is None:
+        return None
+    if not isinstance(base, dict) or not all(isinstance(g, GateHyper) for g in base.values()):
+        raise TypeError(f"base must be a dict gate name -> GateHyper, got {base!r}")
+    return base
 
 
 def critical_init(module: nn.Module, seq_len: int, *, q_x: float = 1.0,
@@ -111,9 +145,13 @@ def critical_init(module: nn.Module, seq_len: int, *, q_x: float = 1.0,
     Returns:
         An :class:`InitReport` with the chosen hyperparameters and the predictions.
 
+    All layers are solved and checked first; the weights are then written in one
+    transaction, so an error leaves ``module`` unchanged.
+
     Raises:
-        ValueError: ``seq_len < 1``, or a layer that is not an LSTM or GRU.
-        TypeError: an unsupported module.
+        ValueError: ``seq_len < 1``, ``q_x`` negative or not finite, a layer that is not an
+            LSTM or GRU, ``base`` that does not fit a layer.
+        TypeError: an unsupported module or a wrong type of option.
 
     Example:
         >>> import torch
@@ -121,24 +159,32 @@ def critical_init(module: nn.Module, seq_len: int, *, q_x: float = 1.0,
         >>> report.predictions[0]["xi"] >= 50
         True
     """
-    _check_seq_len(seq_len)
+    seq_len = _check_seq_len(seq_len)
+    q_x = check_float("q_x", q_x, low=0.0)
+    base = _check_base(base)
     cells = recurrent_layers(module)
-    for i, cell in enumerate(cells):
-        if cell_kind(cell) is None:
-            raise ValueError(f"critical init applies to LSTM and GRU layers; {_label(i, cell)} "
-                             f"is not one")
+    _check_layers("critical", cells, _check_critical_layer)
     report = InitReport("critical", [_label(i, c) for i, c in enumerate(cells)],
                         {"seq_len": seq_len, "q_x": q_x}, [], [])
-    for cell in cells:
-        hp = solve_critical(cell_kind(cell), seq_len, q_x=q_x, base=base)
-        apply_hyper(cell, hp)
-        pred = predict(hp)
+    plans = []
+    for i, cell in enumerate(cells):  # solve every layer before touching any
+        try:
+            hp = solve_critical(cell_kind(cell), seq_len, q_x=q_x, base=base)
+            check_applies(cell, hp)
+            pred = predict(hp)
+        except ValueError as err:
+            raise ValueError(f"{_label(i, cell)}: {err}") from None
+        plans.append(hp)
         report.hyper.append(hp.to_dict())
         report.predictions.append(pred.to_dict())
         q_x = pred.q_h
+    with transaction(module):
+        for cell, hp in zip(cells, plans):
+            apply_hyper(cell, hp)
     return report
 
 
+critical_init.options = ("seq_len", "q_x", "base")
 INITS: dict[str, Callable[..., InitReport]] = {
     **{name: _classical(name) for name in classical.CLASSICAL},
     "critical": critical_init,
@@ -161,10 +207,13 @@ def init_(module: nn.Module, scheme: str, **options) -> InitReport:
     Returns:
         An :class:`InitReport`.
 
+    Every layer and option is checked before anything changes, and the change runs in a
+    transaction: on any error ``module`` keeps its weights (docs/robustness.md).
+
     Raises:
-        ValueError: unknown scheme (the message lists the valid ones), a scheme that does not
-            apply to a layer, bad options.
-        TypeError: an unsupported module.
+        ValueError: unknown scheme or option (the message lists the valid ones), a scheme that
+            does not apply to a layer, an option out of range (NaN included).
+        TypeError: an unsupported module or an option of the wrong type.
 
     Example:
         >>> import torch
@@ -172,23 +221,35 @@ def init_(module: nn.Module, scheme: str, **options) -> InitReport:
         >>> init_(gru, "orthogonal").layers
         ['layer 0 (GRUCell)', 'layer 1 (GRUCell)']
     """
-    if scheme not in INITS:
+    if not isinstance(scheme, str) or scheme not in INITS:
         raise ValueError(f"unknown init {scheme!r}; valid inits: {', '.join(sorted(INITS))}")
-    try:
-        return INITS[scheme](module, **options)
-    except TypeError as err:
-        if "argument" in str(err):  # a missing or unknown option
-            raise ValueError(f"init {scheme!r}: {err}") from err
-        raise
+    fn = INITS[scheme]
+    valid = getattr(fn, "options", None)
+    unknown = [] if valid is None else sorted(set(options) - set(valid))
+    if unknown:
+        raise ValueError(f"init {scheme!r} has no option {', '.join(unknown)}; valid options: "
+                         f"{', '.join(valid) or 'none'}")
+    if scheme == "critical" and "seq_len" not in options:
+        raise ValueError("init 'critical' needs the option seq_len (the dependency length)")
+    return fn(module, **options)
 
 
 def _row(i: int, cell: nn.Module, pred: Prediction | None, seq_len: int | None) -> str:
     if pred is None:
         return f"{i:>5}  {type(cell).__name__:<10}  (no mean-field theory for this cell)"
-    ok = "" if seq_len is None else ("  yes" if pred.xi >= seq_len else "  NO")
+    ok = "" if seq_len is None else ("  yes" if reaches(pred, seq_len) else "  NO")
     xi = "inf" if math.isinf(pred.xi) else f"{pred.xi:.4g}"
     return (f"{i:>5}  {type(cell).__name__:<10}  {pred.q_star:>10.4g}  {pred.q_h:>8.4g}  "
             f"{pred.m:>8.4f}  {pred.chi:>8.5f}  {xi:>8}{ok}")
+
+
+def reaches(pred: Prediction, seq_len: int) -> bool:
+    """Whether a layer's predicted time scale carries signals over ``seq_len`` steps.
+
+    The criterion :func:`critical_init` solves for (``solve_critical`` aims a relative
+    ``XI_MARGIN`` above ``seq_len``, so the float32 weights it writes still pass).
+    """
+    return pred.xi >= seq_len
 
 
 def explain(module: nn.Module, seq_len: int | None = None, *, q_x: float = 1.0) -> str:
@@ -205,17 +266,24 @@ def explain(module: nn.Module, seq_len: int | None = None, *, q_x: float = 1.0) 
     Returns:
         The table as a string.
 
+    Raises:
+        ValueError: bad ``seq_len`` / ``q_x``, or NaN / Inf weights (``NonFiniteWeightsError``).
+        TypeError: an unsupported module.
+
     Example:
         >>> import torch
         >>> print(explain(torch.nn.GRU(4, 16), seq_len=100))  # doctest: +ELLIPSIS
         layer  cell ...
     """
     if seq_len is not None:
-        _check_seq_len(seq_len)
+        seq_len = _check_seq_len(seq_len)
+    q_x = check_float("q_x", q_x, low=0.0)
+    cells = recurrent_layers(module)
+    check_finite_weights(module)
     head = (f"layer  {'cell':<10}  {'q*':>10}  {'q_h':>8}  {'m':>8}  {'chi':>8}  {'xi':>8}"
             + ("" if seq_len is None else f"  xi>={seq_len}"))
     rows = [head]
-    for i, cell in enumerate(recurrent_layers(module)):
+    for i, cell in enumerate(cells):
         pred = None
         if cell_kind(cell) is not None:
             pred = predict(estimate_hyper(cell, q_x=q_x))
@@ -237,6 +305,7 @@ __all__ = [
     "explain",
     "init_",
     "predict",
+    "reaches",
     "recurrent_layers",
     "solve_critical",
 ]

@@ -15,12 +15,22 @@ Every scheme acts on one layer (a cell with PyTorch's ``weight_ih (G*H, D)``,
   ``b_i = -b_f``; GRU (PyTorch's ``z`` keeps the state) ``b_z = log U[1, t_max - 1]``.
 - torch_default: every parameter ``U(-1/sqrt(H), 1/sqrt(H))`` (PyTorch's RNN default).
 Split biases: ``bias_hh`` is set to 0 and ``bias_ih`` carries the whole value.
+
+Each scheme is a :class:`Scheme`: the function that changes one layer, the layers it applies to
+and its options, so :func:`stablernn.init.init_` checks every layer and option before it
+changes anything (docs/robustness.md).
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 
+from .._checks import check_float
 from ..cells.gru import GRUCell
 from ..cells.lstm import LSTMCell
 from ..cells.rnn import RNNCell, init_uniform_
@@ -113,8 +123,7 @@ def forget_bias(cell: nn.Module, *, value: float = 1.0) -> None:
 def chrono(cell: nn.Module, *, t_max: int) -> None:
     """Chrono biases for dependencies up to ``t_max`` steps (LSTM and GRU)."""
     _require(cell, (LSTMCell, GRUCell), "chrono")
-    if isinstance(t_max, bool) or not isinstance(t_max, (int, float)) or t_max <= 2:
-        raise ValueError(f"chrono needs t_max > 2 (the longest dependency), got {t_max!r}")
+    t_max = check_t_max(t_max)
     b = torch.log(torch.empty(cell.hidden_size).uniform_(1.0, float(t_max) - 1.0))
     if isinstance(cell, LSTMCell):
         _gate_bias(cell, 1).copy_(b)   # f
@@ -129,6 +138,71 @@ def torch_default(cell: nn.Module) -> None:
     init_uniform_(cell)
 
 
-CLASSICAL = {"glorot_uniform": glorot_uniform, "glorot_normal": glorot_normal, "he": he,
-             "orthogonal": orthogonal, "identity": identity, "forget_bias": forget_bias,
-             "chrono": chrono, "torch_default": torch_default}
+def check_t_max(t_max: Any) -> float:
+    """chrono's longest dependency: a finite number > 2."""
+    t_max = check_float("t_max", t_max)
+    if t_max <= 2:
+        raise ValueError(f"chrono needs t_max > 2 (the longest dependency), got {t_max!r}")
+    return t_max
+
+
+@dataclass(frozen=True)
+class Scheme:
+    """A classical scheme: its per-layer function, the layers it applies to, its options.
+
+    Attributes:
+        apply: changes one layer in place, ``apply(cell, **options)``.
+        kinds: the layer classes it applies to (None: any layer with the weights it needs).
+        gated: needs gate-block ``weight_ih`` / ``weight_hh`` matrices.
+        bias: sets biases (refuses layers built with ``bias=False``).
+        options: option name -> checker returning the converted value.
+        required: the options without a default.
+    """
+
+    apply: Callable[..., None]
+    kinds: tuple[type, ...] | None = None
+    gated: bool = False
+    bias: bool = False
+    options: dict[str, Callable[[Any], Any]] = field(default_factory=dict)
+    required: tuple[str, ...] = ()
+
+    def check_layer(self, name: str, cell: nn.Module) -> None:
+        """Raise ValueError unless the scheme applies to ``cell``; changes nothing."""
+        if parametrize.is_parametrized(cell):
+            raise ValueError(f"init {name!r}: {type(cell).__name__} has parametrised weights "
+                             f"(e.g. stablernn.spectral), which an init cannot write; "
+                             f"initialise before parametrising")
+        if self.kinds is not None:
+            _require(cell, self.kinds, name)
+        if self.gated:
+            _blocks(cell, "weight_ih")
+            _blocks(cell, "weight_hh")
+        if self.bias and getattr(cell, "bias_ih", None) is None:
+            raise ValueError(f"init {name!r} sets biases, but {type(cell).__name__} was built "
+                             f"with bias=False")
+
+    def check_options(self, name: str, options: dict[str, Any]) -> dict[str, Any]:
+        """The options converted by their checkers; ValueError on an unknown or missing one."""
+        unknown = sorted(set(options) - set(self.options))
+        if unknown:
+            valid = ", ".join(self.options) or "none"
+            raise ValueError(f"init {name!r} has no option {', '.join(unknown)}; valid options: "
+                             f"{valid}")
+        missing = [key for key in self.required if key not in options]
+        if missing:
+            raise ValueError(f"init {name!r} needs the option {', '.join(missing)}")
+        return {key: self.options[key](value) for key, value in options.items()}
+
+
+CLASSICAL = {
+    "glorot_uniform": Scheme(glorot_uniform, gated=True),
+    "glorot_normal": Scheme(glorot_normal, gated=True),
+    "he": Scheme(he, gated=True),
+    "orthogonal": Scheme(orthogonal, gated=True),
+    "identity": Scheme(identity, kinds=(RNNCell,)),
+    "forget_bias": Scheme(forget_bias, kinds=(LSTMCell,), bias=True,
+                          options={"value": lambda v: check_float("value", v)}),
+    "chrono": Scheme(chrono, kinds=(LSTMCell, GRUCell), bias=True,
+                     options={"t_max": check_t_max}, required=("t_max",)),
+    "torch_default": Scheme(torch_default),
+}

@@ -19,16 +19,46 @@ from .meanfield import GATES, GateHyper, MeanFieldHyper
 # orthogonalised across the gates of each unit (lengths kept: the law of Gaussian rows
 # conditioned on orthogonality) make those correlations exactly zero; every other statistic
 # the theory uses is unchanged.
+#
+# Note [exact sample moments]
+# explain() reads sigma, nu, mu and rho back from the weights (estimate_hyper), and the
+# prediction at a critical point is steep in them: a sample's RMS off by its O(1/sqrt(entries))
+# noise moved xi by several percent (T = 30 read back as 29.98, T = 100 as 97.9) and explain
+# reported layers critical_init had just set as not critical. So every gate block is rescaled
+# to the exact RMS and the biases to the exact mean and spread: estimate_hyper(cell) then
+# returns hp up to float32 rounding, and the solver's XI_MARGIN covers that.
 def _gate_rows(gates: int, n: int, fan: int, stds: list[float], generator) -> torch.Tensor:
     """``(gates * n, fan)`` Gaussian rows, row ``k*n + j`` of std ``stds[k] / sqrt(fan)``,
-    orthogonal across ``k`` for each ``j`` when ``fan >= gates`` (Note [gate-orthogonal rows])."""
+    orthogonal across ``k`` for each ``j`` when ``fan >= gates`` (Note [gate-orthogonal rows]);
+    each gate block has exactly that RMS (Note [exact sample moments])."""
     a = torch.randn(n, fan, gates, generator=generator, dtype=torch.float64)  # (N, fan, G)
     if fan >= gates:
         q, r = torch.linalg.qr(a)  # (N, fan, G): orthonormal columns per unit
         q = q * torch.sign(torch.diagonal(r, dim1=-2, dim2=-1)).unsqueeze(1)
         a = q * a.norm(dim=1, keepdim=True)
+    a = a / a.pow(2).mean(dim=(0, 1)).sqrt()  # every gate block: RMS exactly 1
     a = a * torch.tensor(stds, dtype=torch.float64) / math.sqrt(fan)
     return a.permute(2, 0, 1).reshape(gates * n, fan)  # (G, N, fan) -> (G*N, fan)
+
+
+def _gate_biases(gates: list, n: int, generator) -> torch.Tensor:
+    """``(G, N)`` biases with exactly mean ``mu_k`` and spread ``rho_k`` per gate (one unit:
+    ``mu_k``), Note [exact sample moments]."""
+    z = torch.randn(len(gates), n, generator=generator, dtype=torch.float64)
+    z = z - z.mean(1, keepdim=True)
+    z = z / z.std(1, unbiased=False, keepdim=True) if n > 1 else z
+    rho = torch.tensor([[g.rho] for g in gates], dtype=torch.float64)
+    return z * rho + torch.tensor([[g.mu] for g in gates], dtype=torch.float64)
+
+
+def check_applies(cell: nn.Module, hp: MeanFieldHyper) -> None:
+    """Raise ValueError unless :func:`apply_hyper` can write ``hp`` into ``cell``."""
+    if cell_kind(cell) != hp.cell:
+        raise ValueError(f"hyperparameters for a {hp.cell} layer, got {type(cell).__name__}")
+    gates = [hp.gates[k] for k in GATES[hp.cell]]
+    if cell.bias_ih is None and any(g.mu or g.rho for g in gates):
+        raise ValueError("the hyperparameters set bias means / spreads but the layer has "
+                         "bias=False; build it with bias=True")
 
 
 @torch.no_grad()
@@ -47,22 +77,18 @@ def apply_hyper(cell: nn.Module, hp: MeanFieldHyper, *, generator: torch.Generat
         generator: optional torch generator for reproducible draws.
 
     Raises:
-        ValueError: a bias mean or spread is asked of a layer without biases.
+        ValueError: ``hp`` is for another kind of layer, or a bias mean or spread is asked of a
+            layer without biases (checked before anything changes).
     """
+    check_applies(cell, hp)
     names, n = GATES[hp.cell], cell.hidden_size
     gates = [hp.gates[k] for k in names]
-    if cell.bias_ih is None and any(g.mu or g.rho for g in gates):
-        raise ValueError("the hyperparameters set bias means / spreads but the layer has "
-                         "bias=False; build it with bias=True")
     w_hh = _gate_rows(len(names), n, n, [g.sigma for g in gates], generator)
     w_ih = _gate_rows(len(names), n, cell.input_size, [g.nu for g in gates], generator)
     cell.weight_hh.copy_(w_hh)
     cell.weight_ih.copy_(w_ih)
     if cell.bias_ih is not None:
-        b = torch.randn(len(names), n, generator=generator, dtype=torch.float64)
-        b = b * torch.tensor([[g.rho] for g in gates], dtype=torch.float64) + torch.tensor(
-            [[g.mu] for g in gates], dtype=torch.float64)
-        cell.bias_ih.copy_(b.reshape(-1))
+        cell.bias_ih.copy_(_gate_biases(gates, n, generator).reshape(-1))
         cell.bias_hh.zero_()
 
 

@@ -68,6 +68,8 @@ from functools import cache
 import numpy as np
 from numpy.polynomial.hermite_e import hermegauss
 
+from .._checks import check_float, check_int
+
 GATES = {"lstm": ("i", "f", "g", "o"), "gru": ("r", "z", "n")}
 _ORDER = {1: 64, 2: 32, 3: 20, 4: 12}  # Gauss-Hermite nodes per axis, by dimension
 
@@ -88,6 +90,11 @@ class GateHyper:
     rho: float = 0.0
     mu: float = 0.0
 
+    def __post_init__(self) -> None:
+        for name in ("sigma", "nu", "rho"):
+            check_float(name, getattr(self, name), low=0.0)
+        check_float("mu", self.mu)
+
 
 @dataclass(frozen=True)
 class MeanFieldHyper:
@@ -106,14 +113,19 @@ class MeanFieldHyper:
     c_x: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.cell not in GATES:
+        if not isinstance(self.cell, str) or self.cell not in GATES:
             raise ValueError(f"mean-field theory covers cells {sorted(GATES)}, got {self.cell!r}")
+        if not isinstance(self.gates, dict):
+            raise TypeError(f"gates must be a dict gate name -> GateHyper, got {self.gates!r}")
         missing = set(GATES[self.cell]) - set(self.gates)
         if missing:
             raise ValueError(f"{self.cell} needs gates {GATES[self.cell]}; missing "
                              f"{sorted(missing)}")
-        if self.q_x < 0 or not -1.0 <= self.c_x <= 1.0:
-            raise ValueError(f"need q_x >= 0 and -1 <= c_x <= 1, got {self.q_x}, {self.c_x}")
+        for name in GATES[self.cell]:
+            if not isinstance(self.gates[name], GateHyper):
+                raise TypeError(f"gate {name!r} must be a GateHyper, got {self.gates[name]!r}")
+        check_float("q_x", self.q_x, low=0.0)
+        check_float("c_x", self.c_x, low=-1.0, high=1.0)
 
     def with_gate(self, name: str, **changes) -> MeanFieldHyper:
         """A copy with gate ``name``'s fields changed, e.g. ``with_gate("f", mu=4.0)``."""
@@ -443,6 +455,9 @@ CRITICAL_BASE = {
 # sigma^2, and raising sigma_z far enough to fill m crosses a jump of the variance map (q* and
 # m leap past 1, xi collapses); so the GRU keeps sigma_z and reaches m = 1 - O(1/T) through z.
 _KNOBS = {"lstm": ("f", "i"), "gru": ("z", None)}
+# The solver aims this relative margin above seq_len, so the float32 weights critical_init
+# writes still read back (explain) as xi >= seq_len (Note [exact sample moments], critical.py).
+XI_MARGIN = 1e-3
 
 
 def _first_crossing(fn, grid: np.ndarray, target: float, iters: int = 30) -> float | None:
@@ -492,7 +507,7 @@ def _cap_cell_variance(hp: MeanFieldHyper, q_c_max: float = 2.0) -> MeanFieldHyp
 def solve_critical(cell: str, seq_len: int, *, q_x: float = 1.0, base: dict | None = None,
                    sigma_max: float = 32.0, mu_max: float = 16.0) -> MeanFieldHyper:
     """Critical hyperparameters: ``m = 1`` and ``xi >= seq_len`` (the least bias mean that
-    reaches it), see Note [critical knobs].
+    reaches ``seq_len (1 + XI_MARGIN)``), see Note [critical knobs].
 
     Args:
         cell: "lstm" or "gru".
@@ -506,21 +521,25 @@ def solve_critical(cell: str, seq_len: int, *, q_x: float = 1.0, base: dict | No
         The solved :class:`MeanFieldHyper`.
 
     Raises:
-        ValueError: ``seq_len < 1`` or an unknown cell.
+        ValueError: ``seq_len < 1``, an unknown cell, ``q_x``, ``sigma_max`` or ``mu_max`` out
+            of range, or ``base`` missing a gate.
+        TypeError: a value of the wrong type.
 
     Example:
         >>> p = predict(solve_critical("lstm", 20))
         >>> round(p.m, 6), p.xi >= 20
         (1.0, True)
     """
-    if isinstance(seq_len, bool) or not isinstance(seq_len, int) or seq_len < 1:
-        raise ValueError(f"seq_len must be an int >= 1, got {seq_len!r}")
-    if cell not in GATES:
+    seq_len = check_int("seq_len", seq_len, low=1)
+    if not isinstance(cell, str) or cell not in GATES:
         raise ValueError(f"critical initialisation covers {sorted(GATES)}, got {cell!r}")
+    sigma_max = check_float("sigma_max", sigma_max, low=0.25)
+    mu_max = check_float("mu_max", mu_max, low=0.0, low_open=True)
     hp = MeanFieldHyper(cell, dict(base or CRITICAL_BASE[cell]), q_x=q_x)
     gate = _KNOBS[cell][0]
     solved = lambda mu: _fill_m(_cap_cell_variance(hp.with_gate(gate, mu=mu)),
                                 sigma_max)
     grid = np.linspace(0.0, mu_max, 17)
-    mu = _first_crossing(lambda mu: predict(solved(mu)).xi, grid, float(seq_len), 20)
+    target = seq_len * (1.0 + XI_MARGIN)
+    mu = _first_crossing(lambda mu: predict(solved(mu)).xi, grid, target, 20)
     return solved(mu_max if mu is None else mu)

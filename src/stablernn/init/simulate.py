@@ -21,13 +21,20 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .._checks import check_float, check_int
 from ..cells.gru import GRUCell, GRUState
 from ..cells.lstm import LSTMCell, LSTMState
 
 
-def _check(cell) -> None:
+def _check(cell, *, q_x: float, c_x: float = 0.0, seed: int = 0, **counts: int) -> None:
+    """Check the cell and every option of a simulation before it runs (docs/robustness.md)."""
     if not isinstance(cell, (LSTMCell, GRUCell)):
         raise TypeError(f"simulation covers LSTMCell and GRUCell, got {type(cell).__name__}")
+    check_float("q_x", q_x, low=0.0)
+    check_float("c_x", c_x, low=-1.0, high=1.0)
+    check_int("seed", seed, low=0)
+    for name, value in counts.items():
+        check_int(name, value, low=0 if name == "burn" else 1)
 
 
 def _inputs(cell, batch: int, q_x: float, gen: torch.Generator) -> Tensor:
@@ -81,7 +88,7 @@ def measure_m(cell, *, q_x: float = 1.0, batch: int = 8, burn: int = 200, probes
     Example:
         >>> m = measure_m(GRUCell(16, 64), burn=20, probes=1)
     """
-    _check(cell)
+    _check(cell, q_x=q_x, seed=seed, batch=batch, burn=burn, probes=probes)
     gen = torch.Generator().manual_seed(seed)
     state, o_prev = _run(cell, cell.initial_state(batch), burn, q_x, gen)
     total = 0.0
@@ -100,7 +107,7 @@ def measure_m(cell, *, q_x: float = 1.0, batch: int = 8, burn: int = 200, probes
 def correlation_curve(cell, steps: int, *, q_x: float = 1.0, c_x: float = 0.0, pairs: int = 8,
                       burn: int = 200, seed: int = 0) -> np.ndarray:
     """``corr_t`` for ``t = 0..steps`` of two copies split at a common stationary state."""
-    _check(cell)
+    _check(cell, q_x=q_x, c_x=c_x, seed=seed, steps=steps, pairs=pairs, burn=burn)
     gen = torch.Generator().manual_seed(seed)
     state, _ = _run(cell, cell.initial_state(pairs), burn, q_x, gen)
     state = type(state)(*(torch.cat([s, s]) for s in state))  # (2P, N): copies a then b

@@ -8,7 +8,16 @@ Example:
     >>> task.split("train")[0].shape, round(task.chance_loss, 4)
     (torch.Size([64, 40, 10]), 0.5199)
 """
-from .base import SPLITS, TASKS, Task, describe_tasks, make_task, register_task
+from .base import (
+    SPLITS,
+    TASKS,
+    Task,
+    check_task_params,
+    describe_tasks,
+    make_task,
+    register_task,
+    task_class,
+)
 from .digits import DigitsTask, PermutedDigitsTask, SpikeLatencyDigitsTask
 from .lm import CharLMTask, PTBTask
 from .mnist import MNISTTask, PermutedMNISTTask, read_idx
@@ -31,9 +40,11 @@ __all__ = [
     "SHDTask",
     "SpikeLatencyDigitsTask",
     "Task",
+    "check_task_params",
     "describe_tasks",
     "make_task",
     "read_idx",
     "register_task",
     "synthetic_names",
+    "task_class",
 ]

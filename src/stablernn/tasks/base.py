@@ -5,9 +5,12 @@ A task is a data set of batch-first sequences with the loss and metric that fit 
 reports can print "chance" beside every result.
 
 Subclasses declare their parameters once, as ``PARAMS = {name: default}`` (the default's type is
-the parameter's type), and fill three hooks: ``_setup`` (validate, set sizes), ``_build(split)``
-(make or load one split as a compact *store* and targets) and ``_decode(store)`` (store -> float
-inputs ``(N, T, D)``). Stores stay compact (token ids, uint8 pixels or spike counts) so a split
+the parameter's type) with their ranges in ``LIMITS`` and cross-parameter rules in
+``_check_config``: :func:`check_task_params` runs exactly these checks without building data
+(``stablernn sweep --dry-run``, ``stablernn train`` before a run directory exists), and so does
+the constructor. Subclasses fill three hooks: ``_setup`` (data-dependent checks, sizes),
+``_build(split)`` (make or load one split as a compact *store* and targets) and
+``_decode(store)`` (store -> float inputs ``(N, T, D)``). Stores stay compact (token ids, uint8 pixels or spike counts) so a split
 of PTB or SHD is only expanded one batch at a time.
 """
 from __future__ import annotations
@@ -22,13 +25,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .._checks import check_float, check_int
+
 TASKS: dict[str, type[Task]] = {}
 
 SPLITS = ("train", "valid", "test")
 SIZES = ("full", "smoke")
 METRICS = ("accuracy", "mse", "bpc", "perplexity")
 SMOKE_COUNTS = {"train": 64, "valid": 32, "test": 32}
+COUNT_LIMITS = {f"n_{split}": {"low": 1} for split in SPLITS}  # LIMITS of split sizes
 MAX_SPLIT_ELEMENTS = 2 ** 30  # 4 GiB of float32; above this split() asks for batches()
+MAX_STORE_ELEMENTS = 2 ** 31  # a generated split's compact store: refused above (memory)
 
 
 def register_task(name: str) -> Callable[[type[Task]], type[Task]]:
@@ -54,6 +61,20 @@ def register_task(name: str) -> Callable[[type[Task]], type[Task]]:
     return deco
 
 
+def task_class(name: str) -> type[Task]:
+    """The registered class of task ``name``.
+
+    Raises:
+        TypeError: ``name`` is not a string.
+        ValueError: unknown task (the message lists the valid ones).
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"task name must be a str, got {type(name).__name__} ({name!r})")
+    if name not in TASKS:
+        raise ValueError(f"unknown task {name!r}; valid tasks: {', '.join(sorted(TASKS))}")
+    return TASKS[name]
+
+
 def make_task(name: str, **params: Any) -> Task:
     """Build a registered task by name, e.g. ``make_task("copy", T=50, seed=1)``.
 
@@ -73,9 +94,49 @@ def make_task(name: str, **params: Any) -> Task:
         >>> make_task("adding", T=20, size="smoke").split("train")[0].shape
         torch.Size([64, 20, 2])
     """
-    if name not in TASKS:
-        raise ValueError(f"unknown task {name!r}; valid tasks: {', '.join(sorted(TASKS))}")
-    return TASKS[name](**params)
+    return task_class(name)(**params)
+
+
+def check_task_params(name: str, size: str = "full", params: dict[str, Any] | None = None
+                      ) -> dict[str, Any]:
+    """Validate a task's name, size and parameters without building or reading any data.
+
+    The same checks the task's constructor runs (types, ranges, cross-parameter rules); only
+    what needs the data itself (files, their lengths) is left to :func:`make_task`. Cheap, so
+    ``stablernn sweep --dry-run`` and ``stablernn train`` call it before creating anything.
+
+    Args:
+        name: a key of :data:`TASKS`.
+        size: ``"full"`` or ``"smoke"``.
+        params: the task's parameters (``seed`` allowed too); None for the defaults.
+
+    Returns:
+        The resolved parameters: defaults (smoke defaults for ``size="smoke"``) updated with
+        ``params``, converted (ints for float parameters become floats); ``seed`` if given.
+
+    Raises:
+        ValueError: unknown task, size or parameter, or a value out of range.
+        TypeError: a value of the wrong type.
+
+    Example:
+        >>> check_task_params("adding", "smoke", {"T": 50})["T"]
+        50
+        >>> check_task_params("adding", params={"T": 0})
+        Traceback (most recent call last):
+        ...
+        ValueError: task 'adding': T must be an int >= 2, got 0
+    """
+    cls = task_class(name)
+    if params is None:
+        params = {}
+    if not isinstance(params, dict):
+        raise TypeError(f"task {name!r}: params must be a dict, got {type(params).__name__}")
+    params = dict(params)
+    if "size" in params:
+        raise ValueError(f"task {name!r}: pass size as check_task_params(name, size=...), not "
+                         f"in params")
+    seed = {"seed": check_seed(params.pop("seed"))} if "seed" in params else {}
+    return {**cls.resolve(size, params), **seed}
 
 
 def describe_tasks() -> list[str]:
@@ -89,18 +150,35 @@ def seeded_generator(seed: int, *keys: int) -> torch.Generator:
     return torch.Generator().manual_seed((int(words[0]) << 31) ^ int(words[1]))
 
 
-def check_param(task: str, key: str, value: Any, default: Any) -> Any:
-    """Check ``value`` against the type of ``default``; ints are accepted for floats and
-    path-likes for strings. Returns the (converted) value; raises TypeError."""
+def check_seed(seed: Any) -> int:
+    """A data seed: an int >= 0."""
+    return check_int("seed", seed, low=0)
+
+
+def check_param(task: str, key: str, value: Any, default: Any,
+                limits: dict[str, Any] | None = None) -> Any:
+    """Check ``value`` against the type of ``default`` and the range ``limits``.
+
+    ``limits`` are the keyword bounds of :func:`stablernn._checks.check_int` /
+    :func:`~stablernn._checks.check_float` (ints default to ``>= 0``); floats must be finite
+    and accept ints; strings accept path-likes. Returns the (converted) value.
+
+    Raises:
+        TypeError: wrong type. ValueError: out of range, NaN / Inf, or a NUL in a string.
+    """
+    label, limits = f"task {task!r}: {key}", dict(limits or {})
     kind = type(default)
+    if kind is int:
+        return check_int(label, value, **{"low": 0, **limits})
+    if kind is float:
+        return check_float(label, value, **limits)
     if kind is str and isinstance(value, os.PathLike):
         value = os.fspath(value)
-    ok = isinstance(value, kind) and (kind is bool or not isinstance(value, bool))
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        value, ok = float(value), True
-    if not ok:
-        raise TypeError(f"task {task!r}: parameter {key} must be {kind.__name__}, got "
-                        f"{type(value).__name__} ({value!r})")
+    if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+        raise TypeError(f"{label} must be {kind.__name__}, got {type(value).__name__} "
+                        f"({value!r})")
+    if kind is str and "\0" in value:
+        raise ValueError(f"{label} contains a NUL character: {value!r}")
     return value
 
 
@@ -121,6 +199,7 @@ class Task:
     name: ClassVar[str] = ""
     PARAMS: ClassVar[dict[str, Any]] = {}
     SMOKE: ClassVar[dict[str, Any]] = {}
+    LIMITS: ClassVar[dict[str, dict[str, Any]]] = {}  # key -> check_int / check_float bounds
     EAGER: ClassVar[bool] = False        # real data: load and check every split at construction
     readout_mode: ClassVar[str] = "last"  # "all": (B, T, O) predictions; "last": (B, O)
     metric_name: ClassVar[str] = "accuracy"
@@ -130,14 +209,9 @@ class Task:
     seq_len: int
 
     def __init__(self, *, seed: int = 0, size: str = "full", **params: Any) -> None:
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise TypeError(f"seed must be an int, got {type(seed).__name__} ({seed!r})")
-        if seed < 0:
-            raise ValueError(f"seed must be >= 0, got {seed}")
-        if size not in SIZES:
-            raise ValueError(f"size must be one of {', '.join(SIZES)}; got {size!r}")
-        self.seed, self.size = seed, size
-        self.config = self._resolve(params)
+        self.seed = check_seed(seed)
+        self.config = self.resolve(size, params)
+        self.size = size
         for key, value in self.config.items():
             setattr(self, key, value)
         self._cache: dict[str, tuple[Any, Tensor]] = {}
@@ -158,30 +232,51 @@ class Task:
         opts = ", ".join(f"{k}={v!r}" for k, v in cls.PARAMS.items())
         return f"{cls.name:12s} {doc}  ({opts})"
 
-    def _resolve(self, params: dict[str, Any]) -> dict[str, Any]:
-        unknown = sorted(set(params) - set(self.PARAMS))
+    @classmethod
+    def resolve(cls, size: str = "full", params: dict[str, Any] | None = None
+                ) -> dict[str, Any]:
+        """Defaults (smoke defaults for ``size="smoke"``) updated with ``params``, every value
+        checked (type, ``LIMITS``, :meth:`_check_config`); reads no data.
+
+        Raises:
+            ValueError: bad ``size``, unknown parameter, value out of range.
+            TypeError: a value of the wrong type.
+        """
+        if not isinstance(size, str) or size not in SIZES:
+            raise ValueError(f"size must be one of {', '.join(SIZES)}; got {size!r}")
+        params = params or {}
+        unknown = sorted(set(params) - set(cls.PARAMS))
         if unknown:
-            valid = ", ".join(["seed", "size", *self.PARAMS]) or "none"
-            raise ValueError(f"task {self.name!r} has no parameter {', '.join(unknown)}; valid "
+            valid = ", ".join(["seed", "size", *cls.PARAMS]) or "none"
+            raise ValueError(f"task {cls.name!r} has no parameter {', '.join(unknown)}; valid "
                              f"parameters: {valid}")
-        config = dict(self.PARAMS)
-        if self.size == "smoke":
-            config.update(self.SMOKE)
-        for key, value in params.items():
-            config[key] = check_param(self.name, key, value, self.PARAMS[key])
+        config = dict(cls.PARAMS)
+        if size == "smoke":
+            config.update(cls.SMOKE)
+        config.update(params)
+        config = {key: check_param(cls.name, key, value, cls.PARAMS[key], cls.LIMITS.get(key))
+                  for key, value in config.items()}
+        cls._check_config(config)
         return config
 
-    def _require(self, ok: bool, message: str) -> None:
+    @classmethod
+    def _check_config(cls, config: dict[str, Any]) -> None:
+        """Cross-parameter rules (each value already passed its own check); reads no data."""
+
+    @classmethod
+    def _require(cls, ok: bool, message: str) -> None:
         if not ok:
-            raise ValueError(f"task {self.name!r}: {message}")
+            raise ValueError(f"task {cls.name!r}: {message}")
 
-    def _check_T(self, minimum: int) -> None:
-        self._require(self.T >= minimum, f"needs T >= {minimum}, got T={self.T}")
-
-    def _check_counts(self) -> None:
+    @classmethod
+    def _check_store(cls, config: dict[str, Any], seq_len: int, width: int) -> None:
+        """Refuse splits whose generated store would exceed MAX_STORE_ELEMENTS entries."""
         for split in SPLITS:
-            n = self.config[f"n_{split}"]
-            self._require(n >= 1, f"n_{split} must be >= 1, got {n}")
+            n = config.get(f"n_{split}", 0)
+            cls._require(n * seq_len * width <= MAX_STORE_ELEMENTS,
+                         f"the {split} split would hold n_{split} x {seq_len} steps x {width} = "
+                         f"{n * seq_len * width:,} values (limit {MAX_STORE_ELEMENTS:,}); "
+                         f"lower T or n_{split}")
 
     # ----- hooks ----------------------------------------------------------------------------
     def _setup(self) -> None:  # pragma: no cover - abstract
@@ -261,14 +356,14 @@ class Task:
 
         Raises:
             ValueError: unknown split or a non-positive ``batch_size``.
+            TypeError: ``batch_size`` is not an int.
 
         Example:
             >>> task = make_task("adding", T=10, size="smoke")
             >>> [len(y) for _, y in task.batches("train", 40, shuffle=False)]
             [40, 24]
         """
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        check_int("batch_size", batch_size, low=1)
         store, y = self._data(name)
         order = (torch.randperm(len(y), generator=generator) if shuffle
                  else torch.arange(len(y)))
@@ -296,6 +391,13 @@ class Task:
         self._check_pred(pred, y)
         return pred, y
 
+    @staticmethod
+    def _unwrap(pred: Tensor | tuple) -> Tensor:
+        """The predictions of a model output: a ``DeepRNN`` returns ``(outputs, states)``."""
+        if isinstance(pred, (tuple, list)) and pred and isinstance(pred[0], Tensor):
+            return pred[0]
+        return pred
+
     def _check_pred(self, pred: Tensor, y: Tensor) -> None:
         if not isinstance(pred, Tensor) or not pred.is_floating_point():
             raise TypeError(f"pred must be a floating-point tensor, got "
@@ -307,11 +409,12 @@ class Task:
             raise ValueError(f"task {self.name!r} expects predictions {layout} = {expected} "
                              f"for these targets, got {tuple(pred.shape)}")
 
-    def loss(self, pred: Tensor, y: Tensor) -> Tensor:
+    def loss(self, pred: Tensor | tuple, y: Tensor) -> Tensor:
         """The training loss: mean cross-entropy (classes) or mean squared error.
 
         Args:
-            pred: logits or values, ``(B, O)`` (readout ``"last"``) or ``(B, T, O)`` (``"all"``).
+            pred: logits or values, ``(B, O)`` (readout ``"last"``) or ``(B, T, O)`` (``"all"``),
+                or a model's ``(outputs, states)`` tuple as a ``DeepRNN`` returns it.
             y: the targets of the same batch.
 
         Returns:
@@ -319,24 +422,33 @@ class Task:
 
         Raises:
             ValueError / TypeError: ``pred`` of the wrong shape or dtype.
+
+        Example:
+            >>> from stablernn import DeepRNN
+            >>> task = make_task("adding", T=10, size="smoke")
+            >>> model = DeepRNN.build("gru", 2, 8, 2, readout=1, readout_mode="last")
+            >>> x, y = task.split("valid")
+            >>> task.loss(model(x), y).shape
+            torch.Size([])
         """
-        pred, y = self._scored(pred, y, for_metric=False)
+        pred, y = self._scored(self._unwrap(pred), y, for_metric=False)
         if self.is_classification:
             return F.cross_entropy(pred.reshape(-1, pred.shape[-1]), y.reshape(-1))
         return F.mse_loss(pred, y)
 
-    def metric(self, pred: Tensor, y: Tensor) -> float:
+    def metric(self, pred: Tensor | tuple, y: Tensor) -> float:
         """The task's metric (``metric_name``) of one batch, as a float.
 
         Args:
-            pred: as in :meth:`loss`.
+            pred: as in :meth:`loss` (a ``DeepRNN``'s ``(outputs, states)`` too).
             y: the targets of the same batch.
 
         Returns:
             accuracy, mse, bits per character or perplexity.
         """
         with torch.no_grad():
-            pred, y = self._scored(pred.detach(), y, for_metric=True)
+            pred, y = self._scored(self._unwrap(pred), y, for_metric=True)
+            pred = pred.detach()
             if self.metric_name == "accuracy":
                 return float((pred.argmax(-1) == y).double().mean())
             if self.metric_name == "mse":
@@ -356,7 +468,8 @@ class Task:
         perplexities.
 
         Args:
-            predict: maps inputs ``(b, T, D)`` to predictions as :meth:`loss` expects.
+            predict: maps inputs ``(b, T, D)`` to predictions as :meth:`loss` expects (a
+                ``DeepRNN`` itself will do: its ``(outputs, states)`` are accepted).
             name: the split.
             batch_size: sequences per forward pass.
 

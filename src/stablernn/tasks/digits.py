@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from .base import Task, register_task, seeded_generator
+from .base import COUNT_LIMITS, Task, register_task, seeded_generator
 
 N_DIGITS = 1797
 PIXELS = 64
@@ -47,12 +47,15 @@ class DigitsBase(Task):
 
     COUNTS: ClassVar[dict[str, Any]] = {"n_train": 1297, "n_valid": 200, "n_test": 300}
     SMOKE: ClassVar[dict[str, Any]] = {"n_train": 64, "n_valid": 32, "n_test": 32}
+    LIMITS: ClassVar[dict[str, Any]] = dict(COUNT_LIMITS)
+
+    @classmethod
+    def _check_config(cls, config: dict[str, Any]) -> None:
+        total = config["n_train"] + config["n_valid"] + config["n_test"]
+        cls._require(total <= N_DIGITS, f"n_train + n_valid + n_test = {total} exceeds the "
+                                        f"{N_DIGITS} digits")
 
     def _setup_split(self) -> None:
-        self._check_counts()
-        total = self.n_train + self.n_valid + self.n_test
-        self._require(total <= N_DIGITS, f"n_train + n_valid + n_test = {total} exceeds the "
-                                         f"{N_DIGITS} digits")
         self._images, self._labels = load_digits()
         self.output_size = 10
 
@@ -77,9 +80,14 @@ class DigitsTask(DigitsBase):
     """
 
     PARAMS: ClassVar[dict[str, Any]] = {"pad": 0, "permuted": False, **DigitsBase.COUNTS}
+    LIMITS: ClassVar[dict[str, Any]] = {"pad": {"low": 0}, **COUNT_LIMITS}
+
+    @classmethod
+    def _check_config(cls, config: dict[str, Any]) -> None:
+        super()._check_config(config)
+        cls._check_store(config, PIXELS + config["pad"], 1)
 
     def _setup(self) -> None:
-        self._require(self.pad >= 0, f"pad must be >= 0, got {self.pad}")
         self._setup_split()
         self.input_size, self.seq_len = 1, PIXELS + self.pad
         self.permutation = self._permutation()
@@ -118,13 +126,18 @@ class SpikeLatencyDigitsTask(DigitsBase):
         True
     """
 
-    PARAMS: ClassVar[dict[str, Any]] = {"T": 100, "tau": 20.0, "threshold": 0.2, **DigitsBase.COUNTS}
+    PARAMS: ClassVar[dict[str, Any]] = {"T": 100, "tau": 20.0, "threshold": 0.2,
+                                        **DigitsBase.COUNTS}
+    LIMITS: ClassVar[dict[str, Any]] = {"T": {"low": 1}, "tau": {"low": 0, "low_open": True},
+                                        "threshold": {"low": 0, "high": 1, "high_open": True},
+                                        **COUNT_LIMITS}
+
+    @classmethod
+    def _check_config(cls, config: dict[str, Any]) -> None:
+        super()._check_config(config)
+        cls._check_store(config, config["T"] + 1, PIXELS)
 
     def _setup(self) -> None:
-        self._check_T(1)
-        self._require(self.tau > 0, f"tau must be > 0, got {self.tau}")
-        self._require(0 <= self.threshold < 1, f"threshold must be in [0, 1), got "
-                                               f"{self.threshold}")
         self._setup_split()
         self.input_size, self.seq_len = PIXELS, self.T
 

@@ -23,11 +23,15 @@ PTB_FILES = {split: f"ptb.{split}.txt" for split in SPLITS}
 
 
 def read_text(path: str, what: str, hint: str) -> str:
-    """Read a UTF-8 text file; a missing, empty or undecodable file raises a clear error."""
+    """Read a UTF-8 text file; a missing, unreadable, empty or undecodable file raises a clear
+    error (FileNotFoundError / ValueError naming the file)."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"missing file {path!r}: expected {what}; {hint}")
-    with open(path, "rb") as f:
-        raw = f.read()
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as err:
+        raise ValueError(f"cannot read {path!r} ({what}): {err.strerror or err}") from err
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as err:
@@ -86,13 +90,13 @@ class CharLMTask(LanguageModelTask):
 
     PARAMS: ClassVar[dict[str, Any]] = {"path": "data/input.txt", "T": 100, "valid_frac": 0.05, "test_frac": 0.05}
     SMOKE: ClassVar[dict[str, Any]] = {"T": 32}
+    LIMITS: ClassVar[dict[str, Any]] = {
+        "T": {"low": 1},
+        **{key: {"low": 0, "low_open": True, "high": 0.5, "high_open": True}
+           for key in ("valid_frac", "test_frac")}}
     metric_name = "bpc"
 
     def _setup(self) -> None:
-        self._check_T(1)
-        for key in ("valid_frac", "test_frac"):
-            frac = self.config[key]
-            self._require(0 < frac < 0.5, f"{key} must be in (0, 0.5), got {frac}")
         text = read_text(self.path, "a UTF-8 text file for char_lm",
                          "pass path=<your text file>")
         vocab = sorted(set(text))
@@ -120,10 +124,10 @@ class PTBTask(LanguageModelTask):
 
     PARAMS: ClassVar[dict[str, Any]] = {"root": "data/ptb", "T": 35}
     SMOKE: ClassVar[dict[str, Any]] = {"T": 20}
+    LIMITS: ClassVar[dict[str, Any]] = {"T": {"low": 1}}
     metric_name = "perplexity"
 
     def _setup(self) -> None:
-        self._check_T(1)
         paths = {s: os.path.join(self.root, name) for s, name in PTB_FILES.items()}
         for split, path in paths.items():  # report a missing file before reading any
             if not os.path.isfile(path):

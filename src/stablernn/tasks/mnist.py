@@ -6,6 +6,7 @@ Le et al. (arXiv 1504.00941, 4.2). The files are LeCun's four IDX files, uncompr
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import struct
 import zlib
@@ -58,7 +59,7 @@ def read_idx(path: str, ndim: int) -> np.ndarray:
     if len(raw) < header:
         raise ValueError(f"{path!r} is truncated: its header is incomplete")
     shape = struct.unpack(f">{ndim}I", raw[4:header])
-    size = int(np.prod(shape))
+    size = math.prod(shape)
     if len(raw) != header + size:
         raise ValueError(f"{path!r} is truncated or corrupt: shape {shape} needs {size} data "
                          f"bytes, the file has {len(raw) - header}")
@@ -66,12 +67,15 @@ def read_idx(path: str, ndim: int) -> np.ndarray:
 
 
 def _read_bytes(path: str) -> bytes:
-    if not path.endswith(".gz"):
-        with open(path, "rb") as f:
-            return f.read()
     try:
-        with gzip.open(path, "rb") as f:
-            return f.read()
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as err:
+        raise ValueError(f"cannot read {path!r}: {err.strerror or err}") from err
+    if not path.endswith(".gz"):
+        return raw
+    try:
+        return gzip.decompress(raw)
     except (OSError, EOFError, zlib.error) as err:
         raise ValueError(f"{path!r} is not a valid gzip file ({err}); is it truncated?") from err
 
@@ -114,10 +118,10 @@ class MNISTTask(Task):
     """
 
     PARAMS: ClassVar[dict[str, Any]] = {"root": "data/mnist", "permuted": False, "n_valid": 5000}
+    LIMITS: ClassVar[dict[str, Any]] = {"n_valid": {"low": 1}}
     EAGER = True
 
     def _setup(self) -> None:
-        self._require(self.n_valid >= 1, f"n_valid must be >= 1, got {self.n_valid}")
         data = load_mnist(self.root)
         train_x, train_y = data["train"]
         self._require(self.n_valid < len(train_y), f"n_valid={self.n_valid} leaves no training "

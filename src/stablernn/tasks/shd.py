@@ -15,9 +15,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .base import Task, register_task, seeded_generator
+from .base import MAX_STORE_ELEMENTS, Task, register_task, seeded_generator
 
 SHD_FILES = {"train": "shd_train.h5", "test": "shd_test.h5"}
+SHD_DATASETS = ("spikes/times", "spikes/units", "labels")
 SHD_UNITS = 700
 SHD_CLASSES = 20
 SPLIT_STREAM = (0, 2000)
@@ -40,16 +41,23 @@ def read_shd(path: str) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray]
     """
     h5py = import_h5py()
     try:
-        with h5py.File(path, "r") as f:
-            times = [np.asarray(a, dtype=np.float64) for a in f["spikes/times"][:]]
-            units = [np.asarray(a, dtype=np.int64) for a in f["spikes/units"][:]]
-            labels = np.asarray(f["labels"][:], dtype=np.int64)
-    except KeyError as err:
-        raise ValueError(f"{path!r} lacks the SHD datasets spikes/times, spikes/units, labels "
-                         f"({err})") from err
+        f = h5py.File(path, "r")
     except OSError as err:
         raise ValueError(f"{path!r} is not a readable HDF5 file ({err}); is it truncated? "
                          f"(the downloaded shd_*.h5.gz files must be gunzipped)") from err
+    with f:
+        missing = [key for key in SHD_DATASETS
+                   if not isinstance(f.get(key), h5py.Dataset)]
+        if missing:
+            raise ValueError(f"{path!r} lacks the SHD dataset(s) {', '.join(missing)} (expected "
+                             f"{', '.join(SHD_DATASETS)}); is it an SHD file?")
+        try:
+            times = [np.asarray(a, dtype=np.float64).reshape(-1) for a in f["spikes/times"][:]]
+            units = [np.asarray(a, dtype=np.int64).reshape(-1) for a in f["spikes/units"][:]]
+            labels = np.asarray(f["labels"][:], dtype=np.int64).reshape(-1)
+        except (OSError, TypeError, ValueError) as err:
+            raise ValueError(f"{path!r}: the SHD datasets cannot be read as spike times, units "
+                             f"and integer labels ({err}); is the file corrupt?") from err
     check_shd(path, times, units, labels)
     return times, units, labels
 
@@ -100,13 +108,12 @@ class SHDTask(Task):
     """
 
     PARAMS: ClassVar[dict[str, Any]] = {"root": "data/shd", "T": 100, "max_time": 1.4, "valid_frac": 0.1}
+    LIMITS: ClassVar[dict[str, Any]] = {
+        "T": {"low": 1}, "max_time": {"low": 0, "low_open": True},
+        "valid_frac": {"low": 0, "low_open": True, "high": 1, "high_open": True}}
     EAGER = True
 
     def _setup(self) -> None:
-        self._check_T(1)
-        self._require(self.max_time > 0, f"max_time must be > 0, got {self.max_time}")
-        self._require(0 < self.valid_frac < 1, f"valid_frac must be in (0, 1), got "
-                                               f"{self.valid_frac}")
         paths = {s: os.path.join(self.root, name) for s, name in SHD_FILES.items()}
         for split, path in paths.items():  # report a missing file before reading any
             if not os.path.isfile(path):
@@ -114,6 +121,10 @@ class SHDTask(Task):
                                         f"{SHD_FILES[split]} (gunzipped HDF5) in "
                                         f"root={self.root!r}")
         loaded = {s: read_shd(p) for s, p in paths.items()}
+        for split, (_, _, labels) in loaded.items():  # before binning allocates (N, T, 700)
+            size = len(labels) * self.T * SHD_UNITS
+            self._require(size <= MAX_STORE_ELEMENTS, f"binning the {split} set at T={self.T} "
+                                                      f"needs {size:,} counts; lower T")
         self._raw = {s: (bin_spikes(t, u, self.T, self.max_time), torch.from_numpy(y))
                      for s, (t, u, y) in loaded.items()}
         self._raw["train"], self._raw["valid"] = self._carve_valid(*self._raw["train"])

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .base import Task, register_task
+from .base import COUNT_LIMITS, Task, register_task
 
 COUNTS = {"n_train": 10000, "n_valid": 1000, "n_test": 1000}
 SMOKE_COUNTS = {"n_train": 64, "n_valid": 32, "n_test": 32}
@@ -44,11 +44,14 @@ class CopyTask(Task):
 
     PARAMS: ClassVar[dict[str, Any]] = {"T": 100, **COUNTS}
     SMOKE: ClassVar[dict[str, Any]] = {"T": 10, **SMOKE_COUNTS}
+    LIMITS: ClassVar[dict[str, Any]] = {"T": {"low": 1}, **COUNT_LIMITS}
     readout_mode = "all"
 
+    @classmethod
+    def _check_config(cls, config: dict[str, Any]) -> None:
+        cls._check_store(config, config["T"] + 2 * COPY_SYMBOLS, 1)
+
     def _setup(self) -> None:
-        self._check_T(1)
-        self._check_counts()
         self.input_size, self.output_size = COPY_CATEGORIES + 2, COPY_CATEGORIES + 1
         self.seq_len = self.T + 2 * COPY_SYMBOLS
 
@@ -92,11 +95,14 @@ class AddingTask(Task):
 
     PARAMS: ClassVar[dict[str, Any]] = {"T": 200, **COUNTS}
     SMOKE: ClassVar[dict[str, Any]] = {"T": 20, **SMOKE_COUNTS}
+    LIMITS: ClassVar[dict[str, Any]] = {"T": {"low": 2}, **COUNT_LIMITS}
     metric_name, higher_is_better = "mse", False
 
+    @classmethod
+    def _check_config(cls, config: dict[str, Any]) -> None:
+        cls._check_store(config, config["T"], 2)
+
     def _setup(self) -> None:
-        self._check_T(2)
-        self._check_counts()
         self.input_size, self.output_size, self.seq_len = 2, 1, self.T
 
     def _build(self, split: str) -> tuple[Tensor, Tensor]:
@@ -131,11 +137,14 @@ class CopyFirstTask(Task):
 
     PARAMS: ClassVar[dict[str, Any]] = {"T": 100, **COUNTS}
     SMOKE: ClassVar[dict[str, Any]] = {"T": 20, **SMOKE_COUNTS}
+    LIMITS: ClassVar[dict[str, Any]] = {"T": {"low": 1}, **COUNT_LIMITS}
     metric_name, higher_is_better = "mse", False
 
+    @classmethod
+    def _check_config(cls, config: dict[str, Any]) -> None:
+        cls._check_store(config, config["T"], 1)
+
     def _setup(self) -> None:
-        self._check_T(1)
-        self._check_counts()
         self.input_size, self.output_size, self.seq_len = 1, 1, self.T
 
     def _build(self, split: str) -> tuple[Tensor, Tensor]:
@@ -166,13 +175,18 @@ class DenoisingTask(Task):
 
     PARAMS: ClassVar[dict[str, Any]] = {"T": 200, "n_marks": 5, "gap": 10, **COUNTS}
     SMOKE: ClassVar[dict[str, Any]] = {"T": 20, "gap": 5, **SMOKE_COUNTS}
+    LIMITS: ClassVar[dict[str, Any]] = {"T": {"low": 1}, "n_marks": {"low": 1},
+                                        "gap": {"low": 0}, **COUNT_LIMITS}
     readout_mode, metric_name, higher_is_better = "all", "mse", False
 
+    @classmethod
+    def _check_config(cls, config: dict[str, Any]) -> None:
+        need = config["n_marks"] + config["gap"]
+        cls._require(config["T"] >= need, f"T must be >= n_marks + gap = {need} (the marks "
+                                          f"avoid the last gap steps), got T={config['T']}")
+        cls._check_store(config, config["T"] + config["n_marks"], 3)
+
     def _setup(self) -> None:
-        self._require(self.n_marks >= 1, f"n_marks must be >= 1, got {self.n_marks}")
-        self._require(self.gap >= 0, f"gap must be >= 0, got {self.gap}")
-        self._check_T(self.n_marks + self.gap)
-        self._check_counts()
         self.input_size, self.output_size = 2, 1
         self.seq_len = self.T + self.n_marks
 
