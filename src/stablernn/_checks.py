@@ -59,6 +59,13 @@ def check_positive(name: str, value: Any) -> float:
     return check_float(name, value, low=0.0, low_open=True)
 
 
+def check_bool(name: str, value: Any) -> bool:
+    """A flag (``bias``, ``fused``, ``progress``): a real bool, not a truthy string or number."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {type(value).__name__} ({value!r})")
+    return value
+
+
 def check_choice(name: str, value: Any, choices: Iterable[Any]) -> Any:
     """``value`` if it is one of ``choices``; otherwise a ValueError listing them."""
     choices = list(choices)

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .._checks import check_int
+from .._checks import check_bool, check_int  # noqa: F401  (check_bool: re-exported)
 
 State = tuple  # a NamedTuple of (B, n_i) tensors
 
@@ -98,13 +98,6 @@ def check_size(what: str, value: int) -> int:
     value = check_int(what, value, low=None)
     if value <= 0:
         raise ValueError(f"{what} must be a positive int, got {value}")
-    return value
-
-
-def check_bool(what: str, value: Any) -> bool:
-    """Validate a flag (``bias``, ``fused``): a real bool, not a truthy string or number."""
-    if not isinstance(value, bool):
-        raise TypeError(f"{what} must be True or False, got {type(value).__name__} ({value!r})")
     return value
 
 
