@@ -1,8 +1,14 @@
 """LSC pre-training of a user's own 3-layer torch.nn.GRU to rho = 0.5, then ordinary training.
 
+Writes the radii trajectory ``lsc_radii.png`` into a new temporary folder, or into ``--out DIR``.
+
     python examples/lsc_gru.py          # STABLERNN_SMOKE=1 for a few-second run
+    python examples/lsc_gru.py --out .  # keep the plot here
 """
+import argparse
 import os
+import tempfile
+from pathlib import Path
 
 import torch
 
@@ -11,7 +17,20 @@ import stablernn
 SMOKE = os.environ.get("STABLERNN_SMOKE") == "1"
 
 
+def parse_args() -> argparse.Namespace:
+    """``--out DIR``; by default a new temporary folder, so a run never overwrites files."""
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, help="folder for the files written (default: a new "
+                        "temporary folder)")
+    args = parser.parse_args()
+    args.out = args.out or Path(tempfile.mkdtemp(prefix=f"stablernn-{Path(__file__).stem}-"))
+    args.out.mkdir(parents=True, exist_ok=True)
+    return args
+
+
 def main() -> None:
+    path = parse_args().out / "lsc_radii.png"
     torch.manual_seed(0)
     gru = torch.nn.GRU(3, 16, num_layers=3, batch_first=True)
     x = torch.randn(32, 20, 3)  # real task inputs in practice; labels are not used
@@ -25,8 +44,8 @@ def main() -> None:
     print(f"one training step after LSC: loss {loss.item():.4f}")
     try:
         ax = report.plot()
-        ax.figure.savefig("lsc_radii.png", dpi=120)
-        print("wrote lsc_radii.png")
+        ax.figure.savefig(path, dpi=120)
+        print(f"wrote {path}")
     except ImportError as err:  # matplotlib is an optional extra
         print(err)
 

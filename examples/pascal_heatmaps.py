@@ -2,14 +2,16 @@
 
 The linear scalar grid ``h[l,t] = r h[l-1,t] + r h[l,t-1]`` sends the gradient of the corner
 ``(L, T)`` to node ``(l, t)`` as ``C(dl + dt, dt) r^(dl + dt)``: combinatorial explosion for
-``r = 1``, bounded by 1 for ``r = 0.5``. Writes ``docs/img/pascal_r1.png`` and
-``docs/img/pascal_r0.5.png``; runs in about a second::
+``r = 1``, bounded by 1 for ``r = 0.5``. Writes ``pascal_r1.png`` and ``pascal_r0.5.png`` into
+a new temporary folder, or into ``--out DIR``; runs in about a second::
 
     python examples/pascal_heatmaps.py
+    python examples/pascal_heatmaps.py --out docs/img    # regenerate the docs images
 """
 from __future__ import annotations
 
-import os
+import argparse
+import tempfile
 from pathlib import Path
 from typing import NamedTuple
 
@@ -18,10 +20,6 @@ from torch import Tensor, nn
 
 import stablernn
 from stablernn.stability import gradient_flow
-
-# CI's smoke runs write into the working directory, never into the repository
-OUT = Path(".") if os.environ.get("STABLERNN_SMOKE") == "1" else \
-    Path(__file__).resolve().parents[1] / "docs" / "img"
 
 
 class ScalarState(NamedTuple):
@@ -41,17 +39,29 @@ class PascalCell(stablernn.Cell):
         return ScalarState(self.r * state.h + self.r * x_t)
 
 
+def parse_args() -> argparse.Namespace:
+    """``--out DIR``; by default a new temporary folder, so a run never overwrites files."""
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, help="folder for the files written (default: a new "
+                        "temporary folder)")
+    args = parser.parse_args()
+    args.out = args.out or Path(tempfile.mkdtemp(prefix=f"stablernn-{Path(__file__).stem}-"))
+    args.out.mkdir(parents=True, exist_ok=True)
+    return args
+
+
 def main() -> None:
     from matplotlib.figure import Figure
 
-    OUT.mkdir(parents=True, exist_ok=True)
+    out = parse_args().out
     layers, steps = 8, 30
     x = torch.zeros(1, steps, 1, dtype=torch.float64)
     for r in (1.0, 0.5):
         flow = gradient_flow(stablernn.DeepRNN([PascalCell(r) for _ in range(layers)]), x)
         fig = Figure(figsize=(7, 3), layout="constrained")
         flow.plot(fig.add_subplot(), title=f"PascalRNN, r = {r}: C(dl+dt, dt) r^(dl+dt)")
-        path = OUT / f"pascal_r{r:g}.png"
+        path = out / f"pascal_r{r:g}.png"
         fig.savefig(path, dpi=110)
         print(f"r = {r}: max |grad| = {float(flow.norms.max()):.3g}, "
               f"time growth {flow.time_growth:+.3f}/step, depth growth "

@@ -1,9 +1,13 @@
 """Plot the mean-field m and xi against the forget (LSTM) / update (GRU) bias mean, with
-simulated layers on top; writes docs/img/init_meanfield.png (needs matplotlib).
+simulated layers on top; writes init_meanfield.png (needs matplotlib) into a new temporary
+folder, or into --out DIR.
 
 Run: python examples/plot_init.py   (about half a minute on a laptop CPU)
+     python examples/plot_init.py --out docs/img    # regenerate the docs image
 """
+import argparse
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -16,8 +20,6 @@ from stablernn.init.simulate import measure_m, measure_xi
 
 SMOKE = bool(os.environ.get("STABLERNN_SMOKE"))
 WIDTH, SIM_MUS = (64, [2.0]) if SMOKE else (512, [1.0, 2.0, 3.0, 4.0])
-OUT = (Path("init_meanfield.png") if SMOKE
-       else Path(__file__).resolve().parents[1] / "docs" / "img" / "init_meanfield.png")
 # label -> (bias mean -> hyperparameters, cell class, colour)
 CASES = {
     "LSTM": (lambda mu: MeanFieldHyper("lstm", CRITICAL_BASE["lstm"]).with_gate("f", mu=mu),
@@ -50,7 +52,20 @@ def simulated(label: str) -> np.ndarray:
     return np.array(out)
 
 
+def parse_args() -> argparse.Namespace:
+    """``--out DIR``; by default a new temporary folder, so a run never overwrites files."""
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, help="folder for the files written (default: a new "
+                        "temporary folder)")
+    args = parser.parse_args()
+    args.out = args.out or Path(tempfile.mkdtemp(prefix=f"stablernn-{Path(__file__).stem}-"))
+    args.out.mkdir(parents=True, exist_ok=True)
+    return args
+
+
 def main() -> None:
+    path = parse_args().out / "init_meanfield.png"
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -73,9 +88,8 @@ def main() -> None:
     axes[0].legend(fontsize=7)
     fig.suptitle("critical-init family (CRITICAL_BASE), inputs N(0, 1)", fontsize=9)
     fig.tight_layout()
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(OUT, dpi=110)
-    print(f"wrote {OUT}")
+    fig.savefig(path, dpi=110)
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -1,9 +1,13 @@
 """Plot the singular values of a GRU's recurrent gate blocks during training, with and without
-the spectral parametrisation; writes docs/img/spectral_band.png (needs matplotlib).
+the spectral parametrisation; writes spectral_band.png (needs matplotlib) into a new temporary
+folder, or into --out DIR.
 
 Run: python examples/plot_spectral.py   (about ten seconds on a laptop CPU)
+     python examples/plot_spectral.py --out docs/img    # regenerate the docs image
 """
+import argparse
 import os
+import tempfile
 from pathlib import Path
 
 import torch
@@ -11,10 +15,8 @@ from torch import nn
 
 from stablernn.spectral import spectral
 
-SMOKE = os.environ.get("STABLERNN_SMOKE") == "1"  # CI: tiny run, written to the working dir
+SMOKE = os.environ.get("STABLERNN_SMOKE") == "1"  # CI: a tiny run
 R, HIDDEN, T, STEPS, LR = 0.05, 16, 20, 10 if SMOKE else 150, 3e-2
-OUT = Path("spectral_band.png") if SMOKE else \
-    Path(__file__).resolve().parents[1] / "docs" / "img" / "spectral_band.png"
 
 
 def batch(n: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
@@ -46,7 +48,20 @@ def trace(use_spectral: bool) -> torch.Tensor:
     return torch.stack(out)
 
 
+def parse_args() -> argparse.Namespace:
+    """``--out DIR``; by default a new temporary folder, so a run never overwrites files."""
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, help="folder for the files written (default: a new "
+                        "temporary folder)")
+    args = parser.parse_args()
+    args.out = args.out or Path(tempfile.mkdtemp(prefix=f"stablernn-{Path(__file__).stem}-"))
+    args.out.mkdir(parents=True, exist_ok=True)
+    return args
+
+
 def main() -> None:
+    path = parse_args().out / "spectral_band.png"
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -61,10 +76,9 @@ def main() -> None:
     ax.set(xlabel="Adam step", ylabel="singular values of W_hh blocks", yscale="log",
            title="GRU(16) on the adding task: range of singular values")
     ax.legend(loc="lower left")
-    OUT.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(OUT, dpi=110)
-    print(f"wrote {OUT}")
+    fig.savefig(path, dpi=110)
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

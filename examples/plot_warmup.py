@@ -1,9 +1,12 @@
 """Plot VAA* against the warm-up step for a 2-layer GRU, full and partial (double layers);
-writes docs/img/warmup_vaa.png (needs matplotlib; smoke runs write into the working directory).
+writes warmup_vaa.png (needs matplotlib) into a new temporary folder, or into --out DIR.
 
     python examples/plot_warmup.py      # ~30 s on a laptop CPU
+    python examples/plot_warmup.py --out docs/img    # regenerate the docs image
 """
+import argparse
 import os
+import tempfile
 from pathlib import Path
 
 import torch
@@ -14,11 +17,22 @@ from stablernn.stability.warmup import warmup
 from stablernn.stack import DeepRNN
 
 SMOKE = os.environ.get("STABLERNN_SMOKE") == "1"
-OUT = Path("warmup_vaa.png") if SMOKE else \
-    Path(__file__).resolve().parents[1] / "docs" / "img" / "warmup_vaa.png"
+
+
+def parse_args() -> argparse.Namespace:
+    """``--out DIR``; by default a new temporary folder, so a run never overwrites files."""
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, help="folder for the files written (default: a new "
+                        "temporary folder)")
+    args = parser.parse_args()
+    args.out = args.out or Path(tempfile.mkdtemp(prefix=f"stablernn-{Path(__file__).stem}-"))
+    args.out.mkdir(parents=True, exist_ok=True)
+    return args
 
 
 def main() -> None:
+    path = parse_args().out / "warmup_vaa.png"
     hidden, steps, measure = (8, 5, 100) if SMOKE else (64, 100, 10000)
     x = torch.randn(256, 20 if SMOKE else 100, 1, generator=torch.Generator().manual_seed(0))
     fig = new_figure(figsize=(9.0, 3.2))
@@ -30,9 +44,8 @@ def main() -> None:
                      f"attractors {report.attractors_before} -> {report.attractors_after}",
                      fontsize="small")
         print(title, report.to_dict())
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(OUT, dpi=110)
-    print(f"wrote {OUT}")
+    fig.savefig(path, dpi=110)
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -1,17 +1,23 @@
 """A two-trial sweep on the local backend, then its report: the whole sweep -> report path at
-smoke size, in seconds on a CPU; takes no arguments.
+smoke size, in seconds on a CPU. The run directories and the report go into a new temporary
+folder, or into ``--out DIR`` (run it twice with the same folder: the second run skips both
+finished trials).
 
     python examples/sweep_tiny.py
+    python examples/sweep_tiny.py --out runs/sweeps
 
 The same sweep from a file: ``stablernn sweep tiny.toml --workers 2`` then
 ``stablernn report runs/sweeps/tiny`` (see docs/sweeps.md).
 """
+import argparse
+import tempfile
+from pathlib import Path
+
 from stablernn.report import load_runs, paired_win_rates, win_rate_sentence, write_report
 from stablernn.sweep import parse_sweep, run_sweep
 
 SWEEP = {
     "name": "tiny",
-    "root": "runs/sweeps/tiny",
     "seeds": [0],
     "base": {"task.name": "adding", "task.size": "smoke", "task.params.T": 12,
              "model.cell": "gru", "model.hidden_size": 8, "run.steps": 4, "run.eval_every": 2,
@@ -20,8 +26,21 @@ SWEEP = {
 }
 
 
+def parse_args() -> argparse.Namespace:
+    """``--out DIR``; by default a new temporary folder, so a run never overwrites files."""
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, help="folder for the files written (default: a new "
+                        "temporary folder)")
+    args = parser.parse_args()
+    args.out = args.out or Path(tempfile.mkdtemp(prefix=f"stablernn-{Path(__file__).stem}-"))
+    args.out.mkdir(parents=True, exist_ok=True)
+    return args
+
+
 def main() -> None:
-    sweep = parse_sweep(SWEEP)  # validated before anything runs
+    root = parse_args().out / "tiny"
+    sweep = parse_sweep({**SWEEP, "root": str(root)})  # validated before anything runs
     result = run_sweep(sweep, backend="local", workers=2)
     print(result.describe())  # a second call skips both trials: they are finished
     report = write_report(sweep.root, flow=False)
