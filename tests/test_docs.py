@@ -29,6 +29,7 @@ import re
 import shlex
 import sys
 import time
+import tomllib
 import traceback
 from pathlib import Path
 
@@ -129,7 +130,6 @@ def test_block_is_valid(block):
         for command in shell_commands(block):
             check_command(block, command)
     elif block.lang == "toml":
-        tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
         data = tomllib.loads(block.code)
         if {"base", "grid", "zip"} & set(data):
             from stablernn.sweep import parse_sweep
