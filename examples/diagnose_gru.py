@@ -10,29 +10,14 @@ temporary folder, or into ``--out DIR``::
 """
 from __future__ import annotations
 
-import argparse
-import tempfile
-from pathlib import Path
-
 import torch
+from _out import out_dir
 
 from stablernn.stability import diagnose
 
 
-def parse_args() -> argparse.Namespace:
-    """``--out DIR``; by default a new temporary folder, so a run never overwrites files."""
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, help="folder for the files written (default: a new "
-                        "temporary folder)")
-    args = parser.parse_args()
-    args.out = args.out or Path(tempfile.mkdtemp(prefix=f"stablernn-{Path(__file__).stem}-"))
-    args.out.mkdir(parents=True, exist_ok=True)
-    return args
-
-
 def main() -> None:
-    out = parse_args().out
+    out = out_dir(__doc__, __file__)
     torch.manual_seed(0)
     gru = torch.nn.GRU(8, 32, num_layers=3, batch_first=True)
     x = torch.randn(16, 40, 8)  # (B, T, D)

@@ -5,32 +5,18 @@ Writes the radii trajectory ``lsc_radii.png`` into a new temporary folder, or in
     python examples/lsc_gru.py          # STABLERNN_SMOKE=1 for a few-second run
     python examples/lsc_gru.py --out .  # keep the plot here
 """
-import argparse
 import os
-import tempfile
-from pathlib import Path
 
 import torch
+from _out import out_dir
 
 import stablernn
 
 SMOKE = os.environ.get("STABLERNN_SMOKE") == "1"
 
 
-def parse_args() -> argparse.Namespace:
-    """``--out DIR``; by default a new temporary folder, so a run never overwrites files."""
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, help="folder for the files written (default: a new "
-                        "temporary folder)")
-    args = parser.parse_args()
-    args.out = args.out or Path(tempfile.mkdtemp(prefix=f"stablernn-{Path(__file__).stem}-"))
-    args.out.mkdir(parents=True, exist_ok=True)
-    return args
-
-
 def main() -> None:
-    path = parse_args().out / "lsc_radii.png"
+    path = out_dir(__doc__, __file__) / "lsc_radii.png"
     torch.manual_seed(0)
     gru = torch.nn.GRU(3, 16, num_layers=3, batch_first=True)
     x = torch.randn(32, 20, 3)  # real task inputs in practice; labels are not used

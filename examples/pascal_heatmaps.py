@@ -10,12 +10,10 @@ a new temporary folder, or into ``--out DIR``; runs in about a second::
 """
 from __future__ import annotations
 
-import argparse
-import tempfile
-from pathlib import Path
 from typing import NamedTuple
 
 import torch
+from _out import out_dir
 from torch import Tensor, nn
 
 import stablernn
@@ -39,22 +37,10 @@ class PascalCell(stablernn.Cell):
         return ScalarState(self.r * state.h + self.r * x_t)
 
 
-def parse_args() -> argparse.Namespace:
-    """``--out DIR``; by default a new temporary folder, so a run never overwrites files."""
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, help="folder for the files written (default: a new "
-                        "temporary folder)")
-    args = parser.parse_args()
-    args.out = args.out or Path(tempfile.mkdtemp(prefix=f"stablernn-{Path(__file__).stem}-"))
-    args.out.mkdir(parents=True, exist_ok=True)
-    return args
-
-
 def main() -> None:
     from matplotlib.figure import Figure
 
-    out = parse_args().out
+    out = out_dir(__doc__, __file__)
     layers, steps = 8, 30
     x = torch.zeros(1, steps, 1, dtype=torch.float64)
     for r in (1.0, 0.5):

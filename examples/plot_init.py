@@ -5,13 +5,11 @@ folder, or into --out DIR.
 Run: python examples/plot_init.py   (about half a minute on a laptop CPU)
      python examples/plot_init.py --out docs/img    # regenerate the docs image
 """
-import argparse
 import os
-import tempfile
-from pathlib import Path
 
 import numpy as np
 import torch
+from _out import out_dir
 
 from stablernn import GRUCell, LSTMCell
 from stablernn.init.critical import apply_hyper
@@ -52,20 +50,8 @@ def simulated(label: str) -> np.ndarray:
     return np.array(out)
 
 
-def parse_args() -> argparse.Namespace:
-    """``--out DIR``; by default a new temporary folder, so a run never overwrites files."""
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, help="folder for the files written (default: a new "
-                        "temporary folder)")
-    args = parser.parse_args()
-    args.out = args.out or Path(tempfile.mkdtemp(prefix=f"stablernn-{Path(__file__).stem}-"))
-    args.out.mkdir(parents=True, exist_ok=True)
-    return args
-
-
 def main() -> None:
-    path = parse_args().out / "init_meanfield.png"
+    path = out_dir(__doc__, __file__) / "init_meanfield.png"
     try:
         import matplotlib
         matplotlib.use("Agg")

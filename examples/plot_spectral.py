@@ -5,12 +5,10 @@ folder, or into --out DIR.
 Run: python examples/plot_spectral.py   (about ten seconds on a laptop CPU)
      python examples/plot_spectral.py --out docs/img    # regenerate the docs image
 """
-import argparse
 import os
-import tempfile
-from pathlib import Path
 
 import torch
+from _out import out_dir
 from torch import nn
 
 from stablernn.spectral import spectral
@@ -48,20 +46,8 @@ def trace(use_spectral: bool) -> torch.Tensor:
     return torch.stack(out)
 
 
-def parse_args() -> argparse.Namespace:
-    """``--out DIR``; by default a new temporary folder, so a run never overwrites files."""
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, help="folder for the files written (default: a new "
-                        "temporary folder)")
-    args = parser.parse_args()
-    args.out = args.out or Path(tempfile.mkdtemp(prefix=f"stablernn-{Path(__file__).stem}-"))
-    args.out.mkdir(parents=True, exist_ok=True)
-    return args
-
-
 def main() -> None:
-    path = parse_args().out / "spectral_band.png"
+    path = out_dir(__doc__, __file__) / "spectral_band.png"
     try:
         import matplotlib
         matplotlib.use("Agg")

@@ -4,12 +4,10 @@ writes warmup_vaa.png (needs matplotlib) into a new temporary folder, or into --
     python examples/plot_warmup.py      # ~30 s on a laptop CPU
     python examples/plot_warmup.py --out docs/img    # regenerate the docs image
 """
-import argparse
 import os
-import tempfile
-from pathlib import Path
 
 import torch
+from _out import out_dir
 
 from stablernn.cells.double import double_stack
 from stablernn.plotting import new_figure
@@ -19,20 +17,8 @@ from stablernn.stack import DeepRNN
 SMOKE = os.environ.get("STABLERNN_SMOKE") == "1"
 
 
-def parse_args() -> argparse.Namespace:
-    """``--out DIR``; by default a new temporary folder, so a run never overwrites files."""
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, help="folder for the files written (default: a new "
-                        "temporary folder)")
-    args = parser.parse_args()
-    args.out = args.out or Path(tempfile.mkdtemp(prefix=f"stablernn-{Path(__file__).stem}-"))
-    args.out.mkdir(parents=True, exist_ok=True)
-    return args
-
-
 def main() -> None:
-    path = parse_args().out / "warmup_vaa.png"
+    path = out_dir(__doc__, __file__) / "warmup_vaa.png"
     hidden, steps, measure = (8, 5, 100) if SMOKE else (64, 100, 10000)
     x = torch.randn(256, 20 if SMOKE else 100, 1, generator=torch.Generator().manual_seed(0))
     fig = new_figure(figsize=(9.0, 3.2))

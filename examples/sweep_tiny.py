@@ -9,9 +9,8 @@ finished trials).
 The same sweep from a file: ``stablernn sweep tiny.toml --workers 2`` then
 ``stablernn report runs/sweeps/tiny`` (see docs/sweeps.md).
 """
-import argparse
-import tempfile
-from pathlib import Path
+
+from _out import out_dir
 
 from stablernn.report import load_runs, paired_win_rates, win_rate_sentence, write_report
 from stablernn.sweep import parse_sweep, run_sweep
@@ -26,20 +25,8 @@ SWEEP = {
 }
 
 
-def parse_args() -> argparse.Namespace:
-    """``--out DIR``; by default a new temporary folder, so a run never overwrites files."""
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, help="folder for the files written (default: a new "
-                        "temporary folder)")
-    args = parser.parse_args()
-    args.out = args.out or Path(tempfile.mkdtemp(prefix=f"stablernn-{Path(__file__).stem}-"))
-    args.out.mkdir(parents=True, exist_ok=True)
-    return args
-
-
 def main() -> None:
-    root = parse_args().out / "tiny"
+    root = out_dir(__doc__, __file__) / "tiny"
     sweep = parse_sweep({**SWEEP, "root": str(root)})  # validated before anything runs
     result = run_sweep(sweep, backend="local", workers=2)
     print(result.describe())  # a second call skips both trials: they are finished

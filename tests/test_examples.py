@@ -12,8 +12,8 @@ import tempfile
 import pytest
 
 ROOT = pathlib.Path(__file__).parents[1]
-EXAMPLES = sorted((ROOT / "examples").glob("*.py"))
-WRITERS = [p for p in EXAMPLES if '"--out"' in p.read_text()]  # examples that write files
+EXAMPLES = sorted(p for p in (ROOT / "examples").glob("*.py") if not p.name.startswith("_"))
+WRITERS = [p for p in EXAMPLES if "out_dir(" in p.read_text()]  # examples that write files
 
 
 def docs_images() -> dict[str, tuple[str, int]]:
@@ -51,6 +51,7 @@ def run_example(path, argv, tmp_path, monkeypatch) -> tuple[pathlib.Path, pathli
     monkeypatch.chdir(cwd)
     monkeypatch.setattr(tempfile, "tempdir", str(tmp))
     monkeypatch.setattr(sys, "argv", [str(path), *argv])
+    monkeypatch.syspath_prepend(str(path.parent))  # as `python examples/x.py` does
     monkeypatch.setenv("MPLBACKEND", "Agg")
     monkeypatch.setenv("STABLERNN_SMOKE", "1")
     images, status = docs_images(), git_status()
