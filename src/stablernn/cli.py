@@ -3,15 +3,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import sys
+import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 # CLI flags that are shorthands for config keys
 SHORTHANDS = {"task": "task.name", "model": "model.cell", "layers": "model.num_layers",
               "hidden": "model.hidden_size", "init": "init.scheme", "pretrain": "pretrain.method",
               "rho": "pretrain.rho", "steps": "run.steps", "seed": "run.seed",
-              "lr": "optim.lr", "root": "run.root", "device": "run.device", "size": "task.size"}
+              "lr": "optim.lr", "root": "run.root", "device": "run.device", "size": "task.size",
+              "threads": "run.threads"}
+# commands whose work survives an interruption (run directories resume)
+RESUMABLE = ("train", "sweep", "demo")
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -41,13 +47,13 @@ def describe(factory) -> str:
 def cmd_train(args: argparse.Namespace) -> int:
     from .train import Config, apply_overrides, train
 
-    cfg = Config.from_dict(json.loads(Path(args.config).read_text())) if args.config else Config()
+    cfg = Config.from_file(args.config) if args.config else Config()
     shorthand = [f"{SHORTHANDS[k]}={v}" for k, v in vars(args).items()
                  if k in SHORTHANDS and v is not None]
     apply_overrides(cfg, shorthand + (args.set or []))
     summary = train(cfg)
-    print(json.dumps({k: summary[k] for k in ("status", "step", "metric", "valid", "test",
-                                               "chance")}, indent=None))
+    print(json.dumps({k: summary.get(k) for k in ("status", "step", "metric", "valid", "test",
+                                                   "chance")}, indent=None))
     return 0 if summary["status"] != "diverged" else 1
 
 
@@ -65,7 +71,7 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
     if args.run:
         model, x = load_trained(args.run, batch=args.batch)
     else:
-        model = load_model(args.model)
+        model = load_model(args.model, trust_pickle=args.trust_pickle)
         x = random_inputs(model, args.batch, args.seq_len, args.seed)
     result = diagnose(model, x, args.out or Path(args.run or ".") / "diagnose", seed=args.seed)
     print(result["radii_table"])
@@ -116,7 +122,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("diagnose", help="radii, gradient flow, Lyapunov exponents, VAA + plots")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--run", help="a run directory (model rebuilt from config.json + model.pt)")
-    src.add_argument("--model", help="a whole model saved with torch.save(model, path)")
+    src.add_argument("--model", help="a whole model saved with torch.save(model, path); "
+                                     "needs --trust-pickle")
+    p.add_argument("--trust-pickle", action="store_true",
+                   help="allow --model to unpickle code: loading a whole model runs code stored "
+                        "in the file, so use it only for files you trust")
     p.add_argument("--out", help="output folder (default: <run>/diagnose or ./diagnose)")
     p.add_argument("--batch", type=int, default=16, help="sequences to analyse")
     p.add_argument("--seq-len", type=int, default=32, help="length of random inputs (--model)")
@@ -153,19 +163,77 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; returns the exit code (2 and one clear line for unusable input)."""
-    from .train import RunLockedError
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so the same clean-up runs (locks, temporary files)."""
 
-    parser = build_parser()
-    args = parser.parse_args(argv)
+
+def _on_sigterm(signum, frame) -> None:
+    raise Terminated
+
+
+def _warning_line(command: str):
+    """Warnings as one line each: ``stablernn train: warning: ...``."""
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        print(f"stablernn {command}: warning: {message}", file=file or sys.stderr)
+
+    return show
+
+
+# errors that mean "this input cannot be used": exit 2 and one line (OSError subclasses are
+# the path problems: a read-only --root, a file where a folder should be, ...)
+USAGE_ERRORS = (ValueError, TypeError, ImportError, FileNotFoundError, FileExistsError,
+                PermissionError, NotADirectoryError, IsADirectoryError)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit code: 2 and one clear line for unusable input, 130 (143
+    for SIGTERM) when interrupted, 1 for a diverged run."""
+    previous = _catch_sigterm()
+    try:
+        args = build_parser().parse_args(argv)
+        try:
+            with warnings.catch_warnings():
+                if not args.debug:
+                    warnings.showwarning = _warning_line(args.command)
+                return _run(args)
+        except KeyboardInterrupt as err:
+            if args.debug:
+                raise
+            again = "; re-run the same command to resume" if args.command in RESUMABLE else ""
+            print(f"stablernn {args.command}: interrupted{again}", file=sys.stderr)
+            return 143 if isinstance(err, Terminated) else 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _catch_sigterm():
+    """Turn SIGTERM into :class:`Terminated`; returns the previous handler (None when not on
+    the main thread, where handlers cannot be set)."""
+    try:
+        return signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:
+        return None
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .train import RunDirError, RunLockedError
+
     try:
         return args.handler(args)
-    except (ValueError, TypeError, FileNotFoundError, ImportError, RunLockedError) as err:
+    except (*USAGE_ERRORS, RunLockedError, RunDirError) as err:
         if args.debug:
             raise
-        print(f"stablernn {args.command}: error: {err}", file=sys.stderr)
+        print(f"stablernn {args.command}: error: {_one_line(err)}", file=sys.stderr)
         return 2
+
+
+def _one_line(err: BaseException) -> str:
+    """The message of ``err`` on one line (OS errors: their reason and path)."""
+    if isinstance(err, OSError) and err.strerror and err.filename:
+        return f"{err.strerror}: {os.fsdecode(err.filename)}"
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -9,6 +9,8 @@ import copy
 import json
 from pathlib import Path
 
+from ._checks import check_int
+from ._io import atomic_write_text, check_folder
 from .report import load_run, markdown_table, plot_curves, plot_flow, summary_table
 from .sweep import Sweep, run_sweep
 from .train import Config, apply_overrides, config_hash
@@ -40,7 +42,14 @@ def demo_configs(root: str, seeds: int, smoke: bool) -> dict[str, list[Config]]:
 def run_demo(root: str = "runs/demo", seeds: int = 3, smoke: bool = False,
              workers: int = 2) -> Path:
     """Train every (method, seed) on ``workers`` processes (finished runs are reused), then
-    write ``report.md``, ``table.json`` and plots; returns the report directory."""
+    write ``report.md``, ``table.json`` and plots; returns the report directory.
+
+    Raises:
+        ValueError, TypeError: ``seeds`` or ``workers`` < 1 (before anything is written).
+        RuntimeError: a run crashed (its record names the run directory).
+    """
+    seeds, workers = check_int("seeds", seeds), check_int("workers", workers)
+    check_folder(root, "demo --root")
     groups = demo_configs(root, seeds, smoke)
     configs = [cfg for cfgs in groups.values() for cfg in cfgs]
     print(f"stablernn demo: {len(configs)} runs ({', '.join(groups)}; {seeds} seeds) on "
@@ -60,8 +69,8 @@ def run_demo(root: str = "runs/demo", seeds: int = 3, smoke: bool = False,
     plot_curves(runs, out / "valid_metric.png", key="valid_metric", chance=summary["chance"])
     flows = {label: plot_flow(group[0], out / f"flow_{i}.png", title=f"{label}, seed 0").name
              for i, (label, group) in enumerate(runs.items())}
-    (out / "report.md").write_text(_report_text(table, first, flows))
-    (out / "table.json").write_text(json.dumps(rows, indent=2))
+    atomic_write_text(out / "report.md", _report_text(table, first, flows))
+    atomic_write_text(out / "table.json", json.dumps(rows, indent=2))
     print(table)
     print(f"\nreport: {out / 'report.md'}")
     return out

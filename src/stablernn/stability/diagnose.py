@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import pickle
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,7 +17,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .._io import atomic_write_text
+from .._checks import check_int
+from .._io import atomic_write_text, check_folder
 from ..plotting import new_figure
 from .flow import gradient_flow
 from .jacobians import as_deep_rnn, check_sequence, maps_at
@@ -113,8 +116,10 @@ def diagnose(model: nn.Module, x: Tensor, out_dir: str | os.PathLike, *,
     """
     model = as_deep_rnn(model)
     check_sequence(model, x)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    for name, value in (("max_steps", max_steps), ("lyapunov_k", lyapunov_k),
+                        ("vaa_steps", vaa_steps)):
+        check_int(name, value)
+    out = check_folder(out_dir)
     n = sum(c.state_size for c in model.cells)
     report = radii(model, x, estimator=estimator, steps=_even_steps(x.shape[1], max_steps),
                    seed=seed)
@@ -126,33 +131,81 @@ def diagnose(model: nn.Module, x: Tensor, out_dir: str | os.PathLike, *,
               "radii_table": report.table(), "gradient_flow": flow.to_dict(),
               "lyapunov": spectrum.to_dict(), "vaa": multi.to_dict(),
               "time_eigenvalues": _time_eigenvalues(model, x)}
+    out.mkdir(parents=True, exist_ok=True)  # only now: a failed analysis leaves nothing behind
     result["files"] = _write_plots(out, report, flow, spectrum, result) if plots else {}
     result["files"]["json"] = str(out / JSON_NAME)
     atomic_write_text(out / JSON_NAME, json.dumps(_finite(result), indent=1, allow_nan=False))
     return result
 
 
-def load_model(path: str | os.PathLike) -> nn.Module:
+def load_model(path: str | os.PathLike, *, trust_pickle: bool = False) -> nn.Module:
     """Load a model saved whole with ``torch.save(model, path)``.
 
-    This unpickles arbitrary code (``weights_only=False``): load only files you trust.
+    A whole module is a pickle: loading it runs code named in the file. So by default the file
+    is read with ``weights_only=True``, which refuses any code and says which classes the file
+    would import; ``trust_pickle=True`` (``--trust-pickle`` on the CLI) unpickles it for real:
+    pass it only for files you trust.
 
     Raises:
-        FileNotFoundError: no such file. TypeError: the file holds no ``nn.Module`` (e.g. a
-            state dict: rebuild the model from its run directory instead).
+        FileNotFoundError: no such file. ValueError: the file needs ``trust_pickle=True``, or
+            is not a torch file. TypeError: the file holds no ``nn.Module`` (e.g. a state dict:
+            rebuild the model from its run directory instead).
+
+    Example:
+        >>> import tempfile
+        >>> path = Path(tempfile.mkdtemp()) / "gru.pt"
+        >>> torch.save(nn.GRU(2, 4), path)
+        >>> load_model(path, trust_pickle=True).hidden_size
+        4
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no model file at {path}")
-    obj = torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        with warnings.catch_warnings(record=True) as caught:  # torch's noise about a bad file
+            warnings.simplefilter("always")
+            obj = torch.load(path, map_location="cpu", weights_only=not trust_pickle)
+    except pickle.UnpicklingError as err:
+        if trust_pickle or "Weights only load failed" not in str(err):
+            raise _unreadable(path, err) from None
+        raise _needs_trust(path) from None
+    except Exception as err:  # noqa: BLE001 - a damaged file fails anywhere inside torch.load
+        raise _unreadable(path, err) from None
+    for w in caught:  # the file loaded: its warnings are worth seeing
+        warnings.warn(w.message, w.category, stacklevel=2)
     if not isinstance(obj, nn.Module):
         raise TypeError(f"{path} holds a {type(obj).__name__}, not a model; save the whole "
                         f"module with torch.save(model, path), or diagnose its run directory")
     return obj.eval()
 
 
+def _unreadable(path: Path, err: BaseException) -> ValueError:
+    from ..train.runs import short_reason
+
+    return ValueError(f"{path} is not a file torch.load can read ({short_reason(err)}); save "
+                      f"the model "
+                      f"with torch.save(model, path)")
+
+
+def _needs_trust(path: Path) -> ValueError:
+    """The error for a file that weights-only loading refuses: code, or not a torch file."""
+    try:
+        names = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+    except Exception as err:  # noqa: BLE001 - not a zip checkpoint at all
+        return _unreadable(path, err)
+    shown = ", ".join(names[:4]) + (", ..." if len(names) > 4 else "")
+    return ValueError(f"{path} is a pickled model: loading it runs code it names ({shown}); "
+                      f"if you trust the file, pass --trust-pickle (trust_pickle=True)")
+
+
 def random_inputs(model: nn.Module, batch: int = 16, seq_len: int = 32, seed: int = 0) -> Tensor:
-    """Seeded standard-normal inputs ``(batch, seq_len, D)`` on the model's device and dtype."""
+    """Seeded standard-normal inputs ``(batch, seq_len, D)`` on the model's device and dtype.
+
+    Raises:
+        ValueError, TypeError: ``batch`` or ``seq_len`` < 1, ``seed`` < 0, or not ints.
+    """
+    batch, seq_len = check_int("batch", batch), check_int("seq_len", seq_len)
+    seed = check_int("seed", seed, low=0)
     model = as_deep_rnn(model)
     p = next(model.parameters())
     gen = torch.Generator().manual_seed(seed)
@@ -160,12 +213,13 @@ def random_inputs(model: nn.Module, batch: int = 16, seq_len: int = 32, seed: in
 
 
 def diagnose_file(path: str | os.PathLike, out_dir: str | os.PathLike, *, batch: int = 16,
-                  seq_len: int = 32, seed: int = 0, **options) -> dict[str, Any]:
+                  seq_len: int = 32, seed: int = 0, trust_pickle: bool = False,
+                  **options) -> dict[str, Any]:
     """:func:`diagnose` a saved model on seeded standard-normal inputs ``(batch, seq_len, D)``.
 
     Raises:
-        FileNotFoundError, TypeError: see :func:`load_model` and :func:`diagnose`.
+        FileNotFoundError, ValueError, TypeError: see :func:`load_model` and :func:`diagnose`.
     """
-    model = as_deep_rnn(load_model(path))
+    model = as_deep_rnn(load_model(path, trust_pickle=trust_pickle))
     x = random_inputs(model, batch, seq_len, seed)
     return diagnose(model, x, out_dir, seed=seed, **options)

@@ -11,8 +11,10 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
 import typing
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 
@@ -65,6 +67,7 @@ class RunConfig:
     root: str = "runs"
     progress: bool = True
     tensorboard: bool = False
+    threads: int = 1  # torch CPU threads while training; 0 keeps torch's setting (docs/training.md)
 
 
 @dataclass
@@ -80,20 +83,55 @@ class Config:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Config":
+    def from_dict(cls, data: dict) -> Config:
+        """A config from ``{section: {key: value}}`` (what :meth:`to_dict` and config.json hold).
+
+        Raises:
+            ConfigError: not a dict of dicts, an unknown key or a value of the wrong type.
+        """
+        if not isinstance(data, dict):
+            raise ConfigError(f"a config must be an object of sections, got "
+                              f"{type(data).__name__}")
         cfg = cls()
         for section, values in data.items():
             if section == "hash":  # config.json of a run directory also records its hash
                 continue
+            if not isinstance(values, dict):
+                raise ConfigError(f"config section {section!r} must be an object of keys, got "
+                                  f"{type(values).__name__} ({values!r:.40})")
             for key, value in values.items():
                 set_value(cfg, f"{section}.{key}", value)
         return cfg
 
+    @classmethod
+    def from_file(cls, path: str | os.PathLike) -> Config:
+        """A config from a JSON file (``--config``; a run directory's config.json works too).
 
-# keys that do not change results, so they stay out of the run hash
-_UNHASHED = {("run", "root"), ("run", "progress"), ("run", "tensorboard"), ("run", "device")}
+        Raises:
+            ConfigError: the file is missing, a directory, not JSON or not a config; the message
+                names the file.
+        """
+        path = Path(path)
+        try:
+            return cls.from_dict(json.loads(path.read_text()))
+        except (OSError, UnicodeDecodeError) as err:
+            reason = getattr(err, "strerror", None) or str(err)
+            raise ConfigError(f"config file {path}: cannot read it ({reason}); give the path "
+                              f"of a config.json file") from None
+        except json.JSONDecodeError as err:
+            raise ConfigError(f"config file {path} is not valid JSON ({err})") from None
+        except ConfigError as err:
+            raise ConfigError(f"config file {path}: {err}") from None
+
+
+# keys that do not change results, so they stay out of the run hash (docs/training.md)
+_UNHASHED = {("run", "root"), ("run", "progress"), ("run", "tensorboard"), ("run", "device"),
+             ("run", "threads")}
+_UNHASHED_OPTIONS = {("pretrain", "options", "progress")}
 SCHEDULES = ("constant", "cosine", "linear")
 TASK_SIZES = ("full", "smoke")
+DEVICE_TYPES = ("cpu", "cuda", "mps")
+NON_FINITE = {"nan", "+nan", "-nan", "inf", "+inf", "-inf", "infinity", "+infinity", "-infinity"}
 
 
 class ConfigError(ValueError):
@@ -112,7 +150,8 @@ def _coerce(value: Any, kind: Any, key: str) -> Any:
             try:
                 return json.loads(value)
             except json.JSONDecodeError:
-                return value
+                # Python's spellings of non-finite numbers, so validate() can refuse them
+                return float(value) if value.strip().lower() in NON_FINITE else value
         return value
     if kind is bool:
         if isinstance(value, bool):
@@ -160,7 +199,11 @@ def set_value(cfg: Config, key: str, value: Any) -> None:
     if len(parts) == 3 and kind is dict:
         getattr(section, parts[1])[parts[2]] = _coerce(value, Any, key)
     elif len(parts) == 2:
-        setattr(section, parts[1], _coerce(value, kind, key))
+        value = _coerce(value, kind, key)
+        if kind is dict and not isinstance(value, dict):
+            raise ConfigError(f"{key} expects an object such as {{\"T\": 50}}, got {value!r}; "
+                              f"or set one entry: {key}.NAME=VALUE")
+        setattr(section, parts[1], dict(value) if kind is dict else value)
     else:
         raise ConfigError(f"config key {key!r} is too deep; {parts[0]}.{parts[1]} is not a dict")
 
@@ -181,6 +224,8 @@ def canonical(cfg: Config) -> dict:
     data = cfg.to_dict()
     for section, key in _UNHASHED:
         data[section].pop(key)
+    for section, key, option in _UNHASHED_OPTIONS:
+        data[section][key].pop(option, None)
     return json.loads(json.dumps(data, sort_keys=True))
 
 
@@ -195,8 +240,34 @@ def _check(cond: bool, message: str) -> None:
         raise ConfigError(message)
 
 
+def _finite(x: float) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _check_finite_options(key: str, value: Any) -> None:
+    """NaN / Infinity anywhere in a free-form dict (``--set pretrain.options.lr=Infinity``)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{key} must be finite, got {value}")
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _check_finite_options(f"{key}.{k}", v)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _check_finite_options(f"{key}[{i}]", v)
+
+
 def validate(cfg: Config, registries: dict[str, dict]) -> None:
-    """Reject impossible configs before any work: sizes, rates, names, targets."""
+    """Reject impossible configs before any work: sizes, rates, names, targets, task
+    parameters (every number finite). Machine-dependent checks (is ``run.device`` present?)
+    are :func:`check_device`'s.
+
+    Raises:
+        ConfigError: one line naming the key, the value and what is accepted.
+
+    Example:
+        >>> from stablernn.registry import registries
+        >>> validate(Config(), registries())
+    """
     m, o, r, p = cfg.model, cfg.optim, cfg.run, cfg.pretrain
     for kind, name in (("tasks", cfg.task.name), ("cells", m.cell), ("inits", cfg.init.scheme),
                        ("pretrain", p.method)):
@@ -206,21 +277,78 @@ def validate(cfg: Config, registries: dict[str, dict]) -> None:
     _check(m.hidden_size > 0, f"model.hidden_size must be > 0, got {m.hidden_size}")
     _check(m.num_layers > 0, f"model.num_layers must be > 0, got {m.num_layers}")
     _check(0 <= m.dropout < 1, f"model.dropout must be in [0, 1), got {m.dropout}")
-    _check(o.lr > 0 and math.isfinite(o.lr), f"optim.lr must be > 0, got {o.lr}")
-    _check(o.weight_decay >= 0, f"optim.weight_decay must be >= 0, got {o.weight_decay}")
-    _check(o.clip >= 0, f"optim.clip must be >= 0 (0 disables), got {o.clip}")
+    _check(o.lr > 0 and _finite(o.lr), f"optim.lr must be > 0 and finite, got {o.lr}")
+    _check(o.weight_decay >= 0 and _finite(o.weight_decay),
+           f"optim.weight_decay must be >= 0 and finite, got {o.weight_decay}")
+    _check(o.clip >= 0 and _finite(o.clip),
+           f"optim.clip must be >= 0 and finite (0 disables clipping), got {o.clip}")
     _check(o.schedule in SCHEDULES, f"unknown optim.schedule {o.schedule!r}; valid: "
                                     f"{', '.join(SCHEDULES)}")
-    _check(cfg.task.size in TASK_SIZES, f"task.size must be one of {TASK_SIZES}")
+    _check(o.warmup_steps >= 0, f"optim.warmup_steps must be >= 0, got {o.warmup_steps}")
+    _check(cfg.task.size in TASK_SIZES, f"task.size must be one of {TASK_SIZES}, got "
+                                        f"{cfg.task.size!r}")
     valid = registries["tasks"][cfg.task.name].params()
     unknown = sorted(set(cfg.task.params) - set(valid))
     _check(not unknown, f"unknown parameter(s) {', '.join(unknown)} of task "
                         f"{cfg.task.name!r}; valid: {', '.join(valid)}")
+    for key, options in (("task.params", cfg.task.params), ("model.options", m.options),
+                         ("init.options", cfg.init.options), ("pretrain.options", p.options)):
+        _check_finite_options(key, options)
+    _check_task_params(cfg)
     _check(r.steps > 0 and r.batch_size > 0 and r.eval_every > 0,
-           "run.steps, run.batch_size and run.eval_every must be > 0")
+           f"run.steps, run.batch_size and run.eval_every must be > 0, got {r.steps}, "
+           f"{r.batch_size}, {r.eval_every}")
     _check(r.patience >= 0, f"run.patience must be >= 0, got {r.patience}")
+    _check(r.seed >= 0, f"run.seed must be >= 0, got {r.seed}")
+    _check(r.threads >= 0, f"run.threads must be >= 0 (0 keeps torch's setting), got "
+                           f"{r.threads}")
+    _device(r.device)
     rho = p.rho
-    _check(rho == "unbalanced" or (isinstance(rho, (int, float)) and not isinstance(rho, bool)
-                                   and rho > 0),
-           f"pretrain.rho must be > 0 or 'unbalanced', got {rho!r}")
+    _check(rho == "unbalanced" or (_finite(rho) and rho > 0),
+           f"pretrain.rho must be > 0 and finite, or 'unbalanced'; got {rho!r}")
 
+
+def _check_task_params(cfg: Config) -> None:
+    from ..tasks.base import check_task_params
+
+    try:
+        check_task_params(cfg.task.name, cfg.task.size, cfg.task.params)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"task.params: {err}") from None
+
+
+def _device(name: str):
+    import torch
+
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError, ValueError):
+        device = None
+    _check(device is not None and device.type in DEVICE_TYPES,
+           f"run.device {name!r} is not a device stablernn trains on; use cpu, cuda, cuda:N "
+           f"or mps")
+    return device
+
+
+def check_device(name: str):
+    """``torch.device(name)`` if this machine has it; ConfigError otherwise (``--device cuda``
+    without a GPU names the fix instead of failing inside torch).
+
+    Example:
+        >>> check_device("cpu")
+        device(type='cpu')
+    """
+    import torch
+
+    device = _device(name)
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        _check(count > 0, f"run.device {name!r}: torch sees no CUDA GPU on this machine; use "
+                          f"--device cpu (or install a CUDA build of torch)")
+        _check((device.index or 0) < count,
+               f"run.device {name!r}: this machine has {count} CUDA GPU(s), cuda:0 .. "
+               f"cuda:{count - 1}")
+    if device.type == "mps":
+        _check(torch.backends.mps.is_available(),
+               f"run.device {name!r}: MPS is not available here; use --device cpu")
+    return device

@@ -8,20 +8,38 @@ metrics as an uninterrupted one. A NaN/Inf loss or gradient stops the run with s
 from __future__ import annotations
 
 import math
+import shutil
 import sys
 import time
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from .._checks import check_int
+from .._io import atomic_save
+from .._transaction import transaction
 from ..init import SEQ_LEN_SCHEMES, init_
 from ..registry import registries
 from ..stack import DeepRNN
-from .config import Config, config_hash, validate
-from .runs import CONFIG, SUMMARY, RunDir
+from .config import Config, ConfigError, check_device, config_hash, validate
+from .runs import (
+    CHECKPOINT,
+    CONFIG,
+    PRETRAINED,
+    PREVIOUS,
+    SUMMARY,
+    DamagedFileWarning,
+    RunDir,
+    damaged,
+    read_summary,
+    short_reason,
+)
 
 EVAL_CHUNK = 512
 PRETRAIN_EXAMPLES = 256  # input sequences handed to a pre-training method
@@ -47,7 +65,11 @@ def build_model(cfg: Config, task) -> DeepRNN:
 
 
 def prepare_model(cfg: Config, task, device: torch.device) -> tuple[DeepRNN, dict]:
-    """Build, initialise and pre-train the model; returns it and the reports as dicts."""
+    """Build and initialise the model (seeded by ``run.seed``); returns it and the init report.
+
+    Pre-training is the :class:`Trainer`'s (it is stored in the run directory); validation of
+    its options is :func:`check_pretrain`'s.
+    """
     torch.manual_seed(cfg.run.seed)
     model = build_model(cfg, task).to(device)
     reports: dict[str, Any] = {}
@@ -56,12 +78,35 @@ def prepare_model(cfg: Config, task, device: torch.device) -> tuple[DeepRNN, dic
         if cfg.init.scheme in SEQ_LEN_SCHEMES and "t_max" not in options:
             options.setdefault("seq_len", task.seq_len)  # the dependency length of the task
         reports["init"] = _to_dict(init_(model, cfg.init.scheme, **options))
-    if cfg.pretrain.method != "none":
-        pretrain = registries()["pretrain"][cfg.pretrain.method]
-        n = min(task.num_examples("train"), PRETRAIN_EXAMPLES)
-        x, _ = task.rows("train", torch.arange(n))
-        reports["pretrain"] = _to_dict(pretrain(model, x.to(device), cfg.pretrain))
     return model, reports
+
+
+def check_pretrain(cfg: Config, model: nn.Module) -> None:
+    """Validate ``pretrain.*`` for ``model`` with the method's own checker (model unchanged).
+
+    Raises:
+        ConfigError: naming the bad option.
+    """
+    method = registries()["pretrain"][cfg.pretrain.method]
+    if method is None:
+        return
+    try:
+        method.check(model, cfg.pretrain)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"pretrain {cfg.pretrain.method!r}: {err}") from None
+
+
+def pretrain(cfg: Config, task, model: nn.Module, device: torch.device) -> Any:
+    """Run ``pretrain.method`` on ``model`` with the first training inputs; its report."""
+    method = registries()["pretrain"][cfg.pretrain.method]
+    n = min(task.num_examples("train"), PRETRAIN_EXAMPLES)
+    x, _ = task.rows("train", torch.arange(n))
+    return _to_dict(method(model, x.to(device), cfg.pretrain, progress=show_progress(cfg)))
+
+
+def show_progress(cfg: Config) -> bool:
+    """Progress bars (on stderr) only when asked for and stderr is a terminal."""
+    return bool(cfg.run.progress) and sys.stderr.isatty()
 
 
 def _to_dict(report: Any) -> Any:
@@ -111,22 +156,37 @@ def tensorboard_writer(path: Path):
 
 
 class Trainer:
-    """Owns one run: model, optimiser, data and the loop state that checkpoints hold."""
+    """Owns one run: model, optimiser, data and the loop state that checkpoints hold.
 
-    def __init__(self, cfg: Config, run: RunDir) -> None:
-        self.cfg, self.run = cfg, run
-        self.device = torch.device(cfg.run.device)
-        self.task = build_task(cfg)
-        self.n_train = self.task.num_examples("train")
-        self.model, self.reports = prepare_model(cfg, self.task, self.device)
-        self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.optim.lr,
-                                     weight_decay=cfg.optim.weight_decay)
-        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_lambda(cfg))
+    On start it resumes from the newest checkpoint that loads and fits the model; else it
+    starts from the stored pre-trained weights (``pretrained.pt``); else it pre-trains and
+    stores them. Damaged files are skipped with one warning each (docs/training.md).
+    """
+
+    def __init__(self, cfg: Config, run: RunDir, task, model: DeepRNN, reports: dict,
+                 device: torch.device) -> None:
+        self.cfg, self.run, self.task, self.model, self.device = cfg, run, task, model, device
+        self.n_train = task.num_examples("train")
+        self.reports = dict(reports)
         self.step, self.elapsed, self.best, self.best_step, self.bad_evals = 0, 0.0, None, 0, 0
-        self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         self.pending: list[dict] = []
+        self._fresh_optimizer()
+        self._start()
         self.writer = tensorboard_writer(run.file("tensorboard")) if cfg.run.tensorboard else None
-        self._restore()
+
+    def _fresh_optimizer(self) -> None:
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=self.cfg.optim.lr,
+                                     weight_decay=self.cfg.optim.weight_decay)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_lambda(self.cfg))
+
+    def _start(self) -> None:
+        if not any(self._restore(path, ckpt) for path, ckpt in self.run.checkpoints()):
+            if self.run.file(CHECKPOINT).exists() or self.run.file(PREVIOUS).exists():
+                warnings.warn(f"{self.run.path}: no usable checkpoint; the run restarts from "
+                              f"step 0", DamagedFileWarning, stacklevel=2)
+            self._pretrained()
+            self.best_state = _clone(self.model.state_dict())
+        self.run.truncate_metrics(self.step)  # rows after the state we start from
 
     # checkpoints ------------------------------------------------------------------------
     def _flush(self) -> None:
@@ -149,19 +209,46 @@ class Trainer:
             "best_model": self.best_state, "rng": torch.get_rng_state(),
             "reports": self.reports})
 
-    def _restore(self) -> None:
-        ckpt = self.run.load_checkpoint()
-        if ckpt is None:
+    def _restore(self, path: Path, ckpt: dict) -> bool:
+        """Load ``ckpt``; False (a warning, nothing changed) when it does not fit this run."""
+        try:
+            with transaction(self.model):
+                self.model.load_state_dict(ckpt["best_model"])  # checks it fits, then:
+                self.model.load_state_dict(ckpt["model"])
+                self.opt.load_state_dict(ckpt["optimizer"])
+                self.sched.load_state_dict(ckpt["scheduler"])
+                loop = (int(ckpt["step"]), float(ckpt["elapsed"]), ckpt["best"],
+                        int(ckpt["best_step"]), int(ckpt["bad_evals"]))
+                reports = dict(ckpt["reports"])
+                torch.set_rng_state(ckpt["rng"])
+        except Exception as err:  # noqa: BLE001 - any mismatch means this file is unusable
+            damaged(path, err, "the run resumes from the last good state")
+            self._fresh_optimizer()
+            return False
+        self.step, self.elapsed, self.best, self.best_step, self.bad_evals = loop
+        self.best_state, self.reports = ckpt["best_model"], reports
+        return True
+
+    def _pretrained(self) -> None:
+        """Pre-train, or load the weights a previous start stored right after pre-training."""
+        if self.cfg.pretrain.method == "none":
             return
-        self.model.load_state_dict(ckpt["model"])
-        self.opt.load_state_dict(ckpt["optimizer"])
-        self.sched.load_state_dict(ckpt["scheduler"])
-        self.step, self.elapsed = ckpt["step"], ckpt["elapsed"]
-        self.best, self.best_step, self.bad_evals = ckpt["best"], ckpt["best_step"], \
-            ckpt["bad_evals"]
-        self.best_state, self.reports = ckpt["best_model"], ckpt["reports"]
-        torch.set_rng_state(ckpt["rng"])
-        self.run.truncate_metrics(self.step)
+        path = self.run.file(PRETRAINED)
+        stored = self.run.load_file(path, "pre-training again") if path.exists() else None
+        if stored is not None:
+            try:
+                with transaction(self.model):
+                    self.model.load_state_dict(stored["model"])
+                    report = stored["report"]
+                    torch.set_rng_state(stored["rng"])
+                self.reports["pretrain"] = report
+                return
+            except Exception as err:  # noqa: BLE001 - a file of another model: redo it
+                damaged(path, err, "pre-training again")
+        self.reports["pretrain"] = pretrain(self.cfg, self.task, self.model, self.device)
+        self.run.save_pretrained({"model": self.model.state_dict(),
+                                  "report": self.reports["pretrain"],
+                                  "rng": torch.get_rng_state()})
 
     # the loop ---------------------------------------------------------------------------
     def train_step(self) -> float:
@@ -185,6 +272,10 @@ class Trainer:
             return True
         return metric > self.best if self.task.higher_is_better else metric < self.best
 
+    def _patience_over(self) -> bool:
+        patience = self.cfg.run.patience
+        return bool(patience) and self.bad_evals >= patience
+
     def evaluate_and_checkpoint(self) -> bool:
         """Validate, keep the best weights, checkpoint; True when early stopping triggers."""
         valid = evaluate(self.model, self.task, "valid", self.device)
@@ -192,42 +283,44 @@ class Trainer:
                              "valid_metric": valid["metric"]})
         if self._improved(valid["metric"]):
             self.best, self.best_step, self.bad_evals = valid["metric"], self.step, 0
-            self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            self.best_state = _clone(self.model.state_dict())
         else:
             self.bad_evals += 1
         self._checkpoint()
-        patience = self.cfg.run.patience
-        return bool(patience) and self.bad_evals >= patience
+        return self._patience_over()
 
     def fit(self) -> dict:
         r = self.cfg.run
         log_every = max(1, r.eval_every // 10)
-        show = r.progress and sys.stderr.isatty()
-        bar = tqdm(total=r.steps, initial=self.step, disable=not show, desc=self.run.path.name)
-        status = "completed"
-        while self.step < r.steps:
-            t0 = time.perf_counter()
-            loss = self.train_step()
-            self.step += 1
-            self.elapsed += time.perf_counter() - t0
-            bar.update(1)
-            if not math.isfinite(loss):
-                status = "diverged"
-                break
-            if self.step % log_every == 0:
-                self.pending.append({"step": self.step, "train_loss": loss})
-                bar.set_postfix(loss=f"{loss:.4f}")
-            if (self.step % r.eval_every == 0 or self.step == r.steps) \
-                    and self.evaluate_and_checkpoint():
-                status = "early_stopped"
-                break
-        bar.close()
+        # a checkpoint written when early stopping triggered: stopped already
+        status = "early_stopped" if self._patience_over() else "completed"
+        with tqdm(total=r.steps, initial=self.step, disable=not show_progress(self.cfg),
+                  desc=self.run.path.name) as bar:
+            while status == "completed" and self.step < r.steps:
+                t0 = time.perf_counter()
+                loss = self.train_step()
+                self.step += 1
+                self.elapsed += time.perf_counter() - t0
+                bar.update(1)
+                if not math.isfinite(loss):
+                    status = "diverged"
+                    break
+                if self.step % log_every == 0:
+                    self.pending.append({"step": self.step, "train_loss": loss})
+                    bar.set_postfix(loss=f"{loss:.4f}")
+                if (self.step % r.eval_every == 0 or self.step == r.steps) \
+                        and self.evaluate_and_checkpoint():
+                    status = "early_stopped"
         return self.finish(status)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
 
     def finish(self, status: str) -> dict:
         self._flush()
-        if self.writer is not None:
-            self.writer.close()
+        self.close()
         self.model.load_state_dict(self.best_state)
         summary = {
             "status": status, "step": self.step, "steps": self.cfg.run.steps,
@@ -239,9 +332,13 @@ class Trainer:
             "test": evaluate(self.model, self.task, "test", self.device),
             **self.reports,
         }
-        torch.save(self.best_state, self.run.file("model.pt"))
+        atomic_save(self.best_state, self.run.file("model.pt"))
         self.run.write_json(SUMMARY, summary)
         return summary
+
+
+def _clone(state: dict) -> dict:
+    return {k: v.detach().clone() for k, v in state.items()}
 
 
 def load_trained(run_dir: str | Path, *, batch: int = 16) -> tuple[DeepRNN, Tensor]:
@@ -249,26 +346,55 @@ def load_trained(run_dir: str | Path, *, batch: int = 16) -> tuple[DeepRNN, Tens
 
     Raises:
         FileNotFoundError: not a finished run directory.
+        ValueError: ``batch < 1``, or a damaged config.json / model.pt (named, with the fix).
     """
+    batch = check_int("batch", batch)
     run = RunDir(run_dir)
-    data, weights = run.read_json(CONFIG), run.file("model.pt")
-    if data is None or not weights.exists():
+    config, weights = run.file(CONFIG), run.file("model.pt")
+    if not config.is_file() or not weights.is_file():
         raise FileNotFoundError(f"{run_dir} is not a finished run directory (needs {CONFIG} and "
                                 f"model.pt); run stablernn train first")
-    cfg = Config.from_dict(data)
+    try:
+        cfg = Config.from_file(config)
+    except ConfigError as err:
+        raise ValueError(f"{err}; restore it, or train the run again into a new run.root") \
+            from None
     task = build_task(cfg)
     model = build_model(cfg, task)
-    model.load_state_dict(torch.load(weights, weights_only=True))
+    try:
+        model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    except Exception as err:  # noqa: BLE001 - zip, pickle, OS and shape errors alike
+        raise ValueError(f"{weights} is damaged or belongs to another model "
+                         f"({short_reason(err)}); "
+                         f"delete it and summary.json, then re-run stablernn train with "
+                         f"--config {config} to finish the run again") from None
     n = min(batch, task.num_examples("test"))
     return model.eval(), task.rows("test", torch.arange(n))[0]
+
+
+@contextmanager
+def torch_threads(threads: int) -> Iterator[None]:
+    """Use ``threads`` torch CPU threads inside the block (0: unchanged), then restore."""
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def train(cfg: Config, *, run_dir: str | Path | None = None) -> dict:
     """Run (or resume, or skip when finished) one experiment; returns its summary.
 
+    Everything is validated before the run directory is created: the config, the device, the
+    task (its data files are read), the model with its initialisation, and the pre-training
+    options. A damaged ``summary.json`` is treated as missing (the run is finished again).
+
     Raises:
         ConfigError: an impossible configuration (before any work).
         RunLockedError: another process holds the run directory.
+        RunDirError: the run directory cannot be created (e.g. a read-only ``run.root``).
 
     Example:
         >>> cfg = Config()
@@ -277,10 +403,43 @@ def train(cfg: Config, *, run_dir: str | Path | None = None) -> dict:
         'completed'
     """
     validate(cfg, registries())
+    device = check_device(cfg.run.device)
     path = Path(run_dir) if run_dir is not None else run_dir_for(cfg)
+    with warnings.catch_warnings():  # read again under the lock, with a warning if damaged
+        warnings.simplefilter("ignore", DamagedFileWarning)
+        finished = read_summary(path)
+    if finished is not None:
+        return finished
+    with torch_threads(cfg.run.threads):
+        task = build_task(cfg)
+        model, reports = prepare_model(cfg, task, device)
+        check_pretrain(cfg, model)
+        created = _first_missing(path)
+        try:
+            return _run(cfg, path, task, model, reports, device)
+        except (ValueError, TypeError):
+            # a bad option only the method itself could see: leave no empty run behind
+            if created is not None and not any(
+                    (path / name).exists() for name in (CHECKPOINT, PREVIOUS, PRETRAINED)):
+                shutil.rmtree(created, ignore_errors=True)
+            raise
+
+
+def _first_missing(path: Path) -> Path | None:
+    """The outermost folder of ``path`` that does not exist yet (what creating it adds)."""
+    missing = [p for p in (path, *path.parents) if not p.exists()]
+    return missing[-1] if missing else None
+
+
+def _run(cfg: Config, path: Path, task, model: DeepRNN, reports: dict,
+         device: torch.device) -> dict:
     with RunDir(path) as run:
-        finished = run.read_json(SUMMARY)
+        finished = read_summary(path)
         if finished is not None:
             return finished
         run.write_json(CONFIG, {**cfg.to_dict(), "hash": config_hash(cfg)})
-        return Trainer(cfg, run).fit()
+        trainer = Trainer(cfg, run, task, model, reports, device)
+        try:
+            return trainer.fit()
+        finally:
+            trainer.close()

@@ -1,28 +1,92 @@
 """Pre-training methods selectable with ``pretrain.method`` (``--pretrain`` on the CLI).
 
-Each entry maps a name to ``fn(model, inputs, cfg: PretrainConfig) -> report``; options of the
-method come from ``pretrain.options`` (e.g. ``--set pretrain.options.steps=300``).
+Each entry is a :class:`PretrainMethod`: called as ``method(model, inputs, cfg, progress=...)``
+it pre-trains in place and returns a report; ``method.check(model, cfg)`` validates
+``pretrain.rho`` and ``pretrain.options`` (e.g. ``--set pretrain.options.steps=300``) against the
+built model without changing it, so ``stablernn train`` refuses bad options before it creates
+the run directory. A new method registers its own runner and checker here.
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
+from typing import Any
+
+from torch import Tensor, nn
+
+# option keys of every method that only change what is shown, never the result (unhashed)
+COSMETIC = ("progress",)
 
 
-def _lsc(model, inputs, cfg):
+class PretrainMethod:
+    """A registered pre-training method: a runner and a checker of its options.
+
+    Args:
+        summary: one line for ``stablernn list``.
+        function: returns the library function, ``function(model, inputs, **kwargs)`` (imported
+            on first use: the registry is read by every command).
+        checker: returns ``checker(model, **kwargs)``, which raises what ``function`` would
+            for these options without touching the model.
+        fixed: keyword arguments taken from the config rather than from ``options``, as
+            ``{name: getter(cfg)}`` (LSC's ``rho``).
+    """
+
+    def __init__(self, summary: str, function: Callable[[], Callable],
+                 checker: Callable[[], Callable],
+                 fixed: dict[str, Callable[[Any], Any]] | None = None) -> None:
+        self.__doc__ = summary
+        self._function, self._checker, self.fixed = function, checker, fixed or {}
+
+    def kwargs(self, cfg: Any) -> dict[str, Any]:
+        """The keyword arguments of the method for ``cfg`` (a PretrainConfig), without the
+        cosmetic ones (progress)."""
+        options = {k: v for k, v in cfg.options.items() if k not in COSMETIC}
+        clash = sorted(set(options) & set(self.fixed))
+        if clash:
+            raise ValueError(f"set {', '.join(clash)} with pretrain.{clash[0]}, not "
+                             f"pretrain.options.{clash[0]}")
+        return {**{k: get(cfg) for k, get in self.fixed.items()}, **options}
+
+    def check(self, model: nn.Module, cfg: Any) -> None:
+        """Validate ``cfg`` for ``model``: ValueError / TypeError naming the bad option; the
+        model is not changed."""
+        self._checker()(model, **self.kwargs(cfg))
+
+    def __call__(self, model: nn.Module, inputs: Tensor, cfg: Any, *,
+                 progress: bool = False) -> Any:
+        progress = bool(cfg.options.get("progress", progress))
+        return self._function()(model, inputs, progress=progress, **self.kwargs(cfg))
+
+
+def _lsc() -> Callable:
     from ..stability.lsc import lsc_pretrain
 
-    return lsc_pretrain(model, inputs, rho=cfg.rho, **cfg.options)
+    return lsc_pretrain
 
 
-_lsc.__doc__ = "LSC pre-training to the Local Stability Condition (rho: pretrain.rho)"
+def _lsc_check() -> Callable:
+    from ..stability.lsc import check_lsc_args
+
+    return check_lsc_args
 
 
-def _warmup(model, inputs, cfg):
+def _warmup() -> Callable:
     from ..stability.warmup import warmup
 
-    return warmup(model, inputs, **cfg.options)
+    return warmup
 
 
-_warmup.__doc__ = "warm-up to maximise reachable multistability (VAA*; double layers: partial)"
+def _warmup_check() -> Callable:
+    from ..stability.warmup import check_warmup_args
 
-PRETRAIN: dict[str, Callable | None] = {"none": None, "lsc": _lsc, "warmup": _warmup}
+    return check_warmup_args
+
+
+PRETRAIN: dict[str, PretrainMethod | None] = {
+    "none": None,
+    "lsc": PretrainMethod(
+        "LSC pre-training to the Local Stability Condition (rho: pretrain.rho)", _lsc,
+        _lsc_check, fixed={"rho": lambda cfg: cfg.rho}),
+    "warmup": PretrainMethod(
+        "warm-up to maximise reachable multistability (VAA*; double layers: partial)", _warmup,
+        _warmup_check),
+}
