@@ -87,7 +87,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from .sweep import sweep_command
 
     return sweep_command(args.file, backend=args.backend, workers=args.workers,
-                         address=args.address, dry_run=args.dry_run)
+                         address=args.address, dry_run=args.dry_run,
+                         max_attempts=args.max_attempts)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -101,6 +102,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
+    from .sweep import MAX_ATTEMPTS
 
     parser = argparse.ArgumentParser(prog="stablernn", description=__doc__)
     parser.add_argument("--version", action="version", version=f"stablernn {__version__}")
@@ -137,10 +139,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sweep", help="run a TOML grid of configs x seeds (skips finished trials)")
     p.add_argument("file", help="sweep file, e.g. benchmarks/reproduce/lsc_depth.toml")
-    p.add_argument("--backend", choices=["local", "ray", "slurm"], default="local")
+    p.add_argument("--backend", choices=["local", "ray", "slurm", "slurm-local"], default="local",
+                   help="slurm needs sbatch on PATH; slurm-local runs submitit's local executor")
     p.add_argument("--workers", type=int, help="parallel trials (default: the CPU count)")
     p.add_argument("--address", help="join the Ray cluster at ADDR (--backend ray)")
     p.add_argument("--dry-run", action="store_true", help="list the trials; run nothing")
+    p.add_argument("--max-attempts", type=int, default=MAX_ATTEMPTS,
+                   help=f"runs of a crashing trial before it is reported failed "
+                        f"(default {MAX_ATTEMPTS})")
     p.set_defaults(handler=cmd_sweep)
 
     p = sub.add_parser("report", help="tables, paired win rates and plots of run directories")
