@@ -39,7 +39,9 @@ def from_torch(module: nn.Module, *, readout: nn.Module | None = None) -> DeepRN
 
     Args:
         module: a ``torch.nn.RNN``, ``LSTM`` or ``GRU`` (any ``num_layers``, ``batch_first``
-            either way; the returned stack, like all of stablernn, is batch-first).
+            either way; the returned stack, like all of stablernn, is batch-first). The
+            analyses given ``module`` itself (``radii``, ``lsc_pretrain``, ...) take inputs in
+            its own layout, ``(T, B, D)`` when ``batch_first=False``, as torch does.
         readout: optional module applied to the top layer's outputs.
 
     Raises:

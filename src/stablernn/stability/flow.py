@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from ..cells.base import flatten_state, unflatten_state
 from ..plotting import new_axes
-from .jacobians import as_deep_rnn, check_sequence
+from .jacobians import NonFiniteError, check_finite_state, prepare
 
 __all__ = ["GradientFlow", "default_loss", "gradient_flow"]
 
@@ -110,6 +110,7 @@ def _grid_states(model, x: Tensor) -> tuple[list[list[Tensor]], Tensor]:
             prev[l] = flatten_state(s)  # the very tensor later steps read: its grad is total
             grid[l].append(prev[l])
             h = cell.output(h, unflatten_state(prev[l], cell))
+        check_finite_state([(p,) for p in prev], t)
         tops.append(h)
     return grid, torch.stack(tops, 1)  # T x (B, H) -> (B, T, H)
 
@@ -120,31 +121,39 @@ def gradient_flow(model: nn.Module, x: Tensor,
 
     Args:
         model: a DeepRNN or a torch.nn.RNN/LSTM/GRU. Dropout is not applied (step path).
-        x: inputs ``(B, T, D)``, batch-first.
-        loss: maps the model output (after the readout, ``(B, T, O)`` or ``(B, O)``) to a
-            scalar; default :func:`default_loss` (last step, batch mean).
+        x: inputs ``(B, T, D)``; ``(T, B, D)`` for a torch module with ``batch_first=False``.
+        loss: maps the model output (after the readout, ``(B, T, O)`` or ``(B, O)``, always
+            batch-first) to a scalar; default :func:`default_loss` (last step, batch mean).
 
     Returns:
         A :class:`GradientFlow` with ``norms`` of shape ``(L, T)``; ``.plot()`` draws the
         heat-map.
 
     Raises:
-        TypeError: ``model`` has no recurrent layers; ``loss`` does not return a scalar.
-        ValueError: bad ``x``.
+        TypeError: ``model`` has no recurrent layers; ``loss`` is not callable or does not
+            return a scalar tensor.
+        ValueError: NaN/Inf weights, bad or empty ``x``; a state or the loss becoming NaN/Inf
+            (``NonFiniteError``). Gradients that overflow float32 are reported as ``inf``.
 
     Example:
-        >>> flow = gradient_flow(torch.nn.GRU(3, 8, num_layers=3), torch.randn(2, 20, 3))
+        >>> flow = gradient_flow(torch.nn.GRU(3, 8, 3, batch_first=True), torch.randn(2, 20, 3))
         >>> flow.norms.shape
         torch.Size([3, 20])
     """
-    model = as_deep_rnn(model)
-    check_sequence(model, x)
+    model, x = prepare(model, x)
+    if loss is not None and not callable(loss):
+        raise TypeError(f"loss must be None or a function of the outputs, got "
+                        f"{type(loss).__name__}")
     x = x.detach().requires_grad_()  # keeps the graph alive for state-free cells
     with torch.enable_grad():
         grid, tops = _grid_states(model, x)
         value = (loss or default_loss)(model.apply_readout(tops))
         if not isinstance(value, Tensor) or value.numel() != 1:
-            raise TypeError("loss must return a scalar tensor")
+            raise TypeError(f"loss must return a scalar tensor, got "
+                            f"{tuple(value.shape) if isinstance(value, Tensor) else value!r}")
+        if not bool(torch.isfinite(value).all()):
+            raise NonFiniteError(f"loss returned {float(value.detach())} on finite outputs; the "
+                                 f"gradient field of a NaN/Inf loss is meaningless")
         nodes = [s for row in grid for s in row]
         grads = torch.autograd.grad(value, nodes, allow_unused=True)
     L, T = len(grid), x.shape[1]

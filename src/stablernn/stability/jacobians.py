@@ -33,6 +33,14 @@ barely change. Given a ``warm`` dict, Arnoldi starts from the previous call's ei
 (stored per ``(kind, layer)``) instead of noise, which is worth a restart: a smaller ``k``
 reaches the same accuracy.
 
+Note [finite before eig]: LAPACK's balancing routine (``?gebal``, called by
+``torch.linalg.eig``/``eigvals`` on the CPU) crashes the interpreter on NaN input instead of
+raising. So every public entry point checks the model's weights (``check_finite_weights``) and
+inputs first, trajectories stop at the first non-finite state, and :func:`_eig` / :func:`_eigvals`
+refuse a non-finite matrix (a dense Jacobian or an Arnoldi Hessenberg matrix): finite weights
+can still overflow. Either raises :class:`NonFiniteError`, a ``ValueError``. See
+docs/robustness.md.
+
 Note [autograd matvecs]: Arnoldi needs ``J v`` (and ``J^T w`` for left eigenvectors) k times
 per restart. ``torch.func.jvp`` pays functorch's per-call overhead (~1.2 ms on a 256-unit GRU
 map), and a dense Jacobian costs one batched backward of n vectors (~27 ms) before the first
@@ -43,15 +51,18 @@ graph, so Krylov costs k small backward passes and no ``O(n^2)`` memory.
 """
 from __future__ import annotations
 
+import numbers
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torch.func import jvp, vjp, vmap
 
+from .._checks import check_finite_weights, check_int
 from ..adapters import from_torch
 from ..cells.base import Cell, State, check_input, flatten_state, unflatten_state
 from ..stack import DeepRNN
@@ -60,6 +71,7 @@ __all__ = [
     "Estimator",
     "Kind",
     "LocalMap",
+    "NonFiniteError",
     "as_deep_rnn",
     "dominant_eig",
     "exact_radius",
@@ -67,6 +79,7 @@ __all__ = [
     "local_maps",
     "maps_at",
     "mean_squared_singular_value",
+    "prepare",
     "radius",
     "radius_all",
     "spectral_norm",
@@ -97,13 +110,26 @@ class Estimator(str, Enum):
     MSV = "msv"  # mean squared singular value tr(J^T J) / n, Hutchinson probes
 
 
+class NonFiniteError(ValueError, FloatingPointError):
+    """A state, Jacobian or loss became NaN/Inf although the weights and inputs were finite
+    (overflow, or a diverging pre-training update); Note [finite before eig]."""
+
+
 def parse_enum(cls: type[Enum], value: str | Enum, what: str) -> Enum:
     """``cls(value)`` with an error listing the allowed values."""
     try:
         return cls(value)
-    except ValueError:
+    except (ValueError, TypeError):  # TypeError: an unhashable value
         allowed = ", ".join(repr(m.value) for m in cls)
         raise ValueError(f"unknown {what} {value!r}; valid: {allowed}") from None
+
+
+SEED_RANGE = (0, 2 ** 64 - 2)  # seeds are >= 0 across stablernn; torch takes < 2**64 (seed + 1)
+
+
+def check_seed(seed: Any) -> int:
+    """A seed: an int (not a bool or a float) in :data:`SEED_RANGE`."""
+    return check_int("seed", seed, low=SEED_RANGE[0], high=SEED_RANGE[1])
 
 
 _JVP_READY = False
@@ -121,7 +147,7 @@ def _ensure_jvp() -> None:
 
 
 def _generator(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(int(seed))
+    return torch.Generator().manual_seed(check_seed(seed))
 
 
 def _randn(shape: Sequence[int], like: Tensor, seed: int) -> Tensor:
@@ -218,6 +244,9 @@ class LocalMap:
 def as_deep_rnn(model: nn.Module) -> DeepRNN:
     """The DeepRNN to analyse: ``model`` itself, or ``from_torch(model)`` for torch RNNs.
 
+    A conversion only: it neither checks the weights nor knows the inputs; the analyses call
+    :func:`prepare`, which does both and follows ``batch_first``.
+
     Raises:
         TypeError: ``model`` has no recurrent layers the library can step.
     """
@@ -230,11 +259,65 @@ def as_deep_rnn(model: nn.Module) -> DeepRNN:
                     f"your cells with stablernn.DeepRNN(cells)")
 
 
+def _time_major(model: nn.Module) -> bool:
+    return isinstance(model, nn.RNNBase) and not model.batch_first
+
+
+def _check_x(net: DeepRNN, x: Tensor, name: str, time_major: bool) -> None:
+    """``x`` in the layout the user's model takes: a finite float rank-3 tensor of the model's
+    width, dtype and device, with at least one sequence and one step."""
+    layout = "(time, batch, features)" if time_major else "(batch, time, features)"
+    if isinstance(x, Tensor) and x.dim() != 3:
+        raise ValueError(f"{name} must have shape {layout} (rank 3); got shape "
+                         f"{tuple(x.shape)}" + ("; add a batch axis" if x.dim() == 2 else ""))
+    check_input(x, net.input_size, name=name)
+    shape = tuple(x.shape)
+    batch, steps = (shape[1], shape[0]) if time_major else shape[:2]
+    if batch == 0:
+        raise ValueError(f"{name} is empty: batch size 0 (shape {shape}, {layout}); pass at "
+                         f"least one sequence")
+    if steps == 0:
+        raise ValueError(f"{name} is empty: no time steps (shape {shape}, {layout}); pass "
+                         f"sequences of at least one step")
+    ref = next(net.parameters(), None)
+    if ref is not None and (x.dtype != ref.dtype or x.device != ref.device):
+        raise TypeError(f"{name} is {x.dtype} on {x.device} but the model's weights are "
+                        f"{ref.dtype} on {ref.device}; convert one with .to(...)")
+
+
+def prepare(model: nn.Module, x: Tensor, *, name: str = "x") -> tuple[DeepRNN, Tensor]:
+    """The DeepRNN to analyse and ``x`` batch-first, both checked: the first line of every
+    analysis that takes a model and input sequences.
+
+    A ``torch.nn.RNN/LSTM/GRU`` built with ``batch_first=False`` takes ``(T, B, D)``, as in
+    torch; it is transposed (into a contiguous copy) here, since the analyses work batch-first.
+
+    Raises:
+        TypeError: ``model`` has no recurrent layers; ``x`` is not a float tensor of the
+            weights' dtype and device.
+        ValueError: NaN/Inf weights (``NonFiniteWeightsError``, Note [finite before eig]);
+            ``x`` of the wrong rank or width, with NaN/Inf, or empty (batch size 0 or no steps).
+
+    Example:
+        >>> net, xb = prepare(nn.GRU(3, 8), torch.randn(10, 4, 3))  # (T, B, D)
+        >>> tuple(xb.shape)
+        (4, 10, 3)
+    """
+    net = as_deep_rnn(model)
+    check_finite_weights(model)  # the user's module: the message names its own parameter
+    time_major = _time_major(model)
+    _check_x(net, x, name, time_major)
+    return net, (x.transpose(0, 1).contiguous() if time_major else x)
+
+
 def _parse_kinds(kinds: Sequence[str] | None) -> list[Kind]:
     if kinds is None:
         return list(Kind)
-    if isinstance(kinds, str):
+    if isinstance(kinds, (str, Kind)):
         kinds = [kinds]
+    if not isinstance(kinds, (list, tuple, set, frozenset)) or not kinds:
+        raise TypeError(f"kinds must be None, a kind or a non-empty list of kinds ('time', "
+                        f"'depth', 'input', 'readout'), got {kinds!r}")
     return [parse_enum(Kind, k, "Jacobian kind") for k in kinds]
 
 
@@ -288,8 +371,19 @@ def _readout_map(model: DeepRNN, h_top_in: Tensor, s_top: State, max_readout: in
 
 def _check_states(model: DeepRNN, x_t: Tensor, states: Sequence[State]) -> None:
     check_input(x_t, model.input_size, rank=2, name="x_t")
-    if len(states) != model.num_layers:
-        raise ValueError(f"got {len(states)} layer states for a {model.num_layers}-layer model")
+    if x_t.shape[0] == 0:
+        raise ValueError("x_t is empty: batch size 0; pass at least one sample")
+    if not isinstance(states, (list, tuple)) or len(states) != model.num_layers:
+        got = len(states) if isinstance(states, (list, tuple)) else type(states).__name__
+        raise ValueError(f"got {got} layer states for a {model.num_layers}-layer model; start "
+                         f"from model.initial_state(batch)")
+    for l, (cell, st) in enumerate(zip(model.cells, states)):
+        flat = flatten_state(st)
+        if flat.shape != (x_t.shape[0], cell.state_size):
+            raise ValueError(f"states[{l}] has shape {tuple(flat.shape)} flattened; layer {l} "
+                             f"needs ({x_t.shape[0]}, {cell.state_size})")
+        if not bool(torch.isfinite(flat).all()):
+            raise ValueError(f"states[{l}] contains NaN or Inf values")
 
 
 def local_maps(model: nn.Module, x_t: Tensor, states: Sequence[State], *,
@@ -309,8 +403,8 @@ def local_maps(model: nn.Module, x_t: Tensor, states: Sequence[State], *,
         The maps, input first, then time and depth per layer bottom-up, readout last.
 
     Raises:
-        TypeError / ValueError: unsupported model, bad ``x_t``, wrong number of states, unknown
-            kind.
+        TypeError / ValueError: unsupported model, NaN/Inf weights, bad ``x_t`` or states,
+            unknown kind, ``max_readout < 0``.
 
     Example:
         >>> model = DeepRNN.build("lstm", 3, 8, num_layers=2, readout=2)
@@ -318,9 +412,17 @@ def local_maps(model: nn.Module, x_t: Tensor, states: Sequence[State], *,
         >>> [(m.kind, m.layer, m.n_in, m.n_out) for m in ms][:3]
         [('input', 0, 3, 16), ('time', 0, 16, 16), ('time', 1, 16, 16)]
     """
-    model = as_deep_rnn(model)
-    _check_states(model, x_t, states)
-    want = set(_parse_kinds(kinds))
+    net = as_deep_rnn(model)
+    check_finite_weights(model)
+    _check_states(net, x_t, states)
+    check_int("max_readout", max_readout, low=0)
+    return _local_maps(net, x_t, states, _parse_kinds(kinds), max_readout)
+
+
+def _local_maps(model: DeepRNN, x_t: Tensor, states: Sequence[State], kinds: Sequence[Kind],
+                max_readout: int) -> list[LocalMap]:
+    """:func:`local_maps` without the checks (callers checked once for a whole sequence)."""
+    want = set(kinds)
     h_in, new = _inputs_and_states(model, x_t, states)
     maps = [_input_map(model.cells[0], x_t, states[0])] if Kind.INPUT in want else []
     for l, cell in enumerate(model.cells):
@@ -335,21 +437,30 @@ def local_maps(model: nn.Module, x_t: Tensor, states: Sequence[State], *,
     return maps
 
 
-def check_sequence(model: DeepRNN, x: Tensor) -> None:
-    """Validate a batch-first input sequence ``(B, T, D)`` for ``model``."""
-    check_input(x, model.input_size)
-    if x.shape[1] == 0:
-        raise ValueError("x has no time steps (shape (B, 0, D))")
+def check_sequence(model: DeepRNN, x: Tensor, *, name: str = "x") -> None:
+    """Validate a batch-first input sequence ``(B, T, D)`` for ``model``: finite floats of its
+    width, dtype and device, ``B >= 1``, ``T >= 1``."""
+    _check_x(as_deep_rnn(model), x, name, time_major=False)
 
 
-def check_step(t: int, length: int) -> int:
+def check_step(t: int, length: int, name: str = "step") -> int:
     """Validate a 0-based step (negative counts from the end) and return it."""
-    if isinstance(t, bool) or not isinstance(t, int):
-        raise TypeError(f"step must be an int, got {type(t).__name__}")
+    if isinstance(t, bool) or not isinstance(t, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {type(t).__name__} ({t!r})")
+    t = int(t)
     if not -length <= t < length:
-        raise ValueError(f"step t={t} is outside the sequence: valid steps are 0..{length - 1} "
-                         f"(or -{length}..-1) for T={length}")
+        raise ValueError(f"{name} t={t} is outside the sequence: valid steps are "
+                         f"0..{length - 1} (or -{length}..-1) for T={length}")
     return t % length
+
+
+def check_finite_state(states: Sequence[State], t: int) -> None:
+    """Raise :class:`NonFiniteError` when a layer's state is NaN/Inf after step ``t``."""
+    for l, st in enumerate(states):
+        if not all(bool(torch.isfinite(f).all()) for f in st):
+            raise NonFiniteError(f"the state of layer {l} became NaN/Inf at step {t} although "
+                                 f"the weights and inputs are finite: the dynamics overflow "
+                                 f"(weights too large for this input scale?)")
 
 
 @torch.no_grad()
@@ -357,30 +468,43 @@ def trajectory(model: nn.Module, x: Tensor, state: Sequence[State] | None = None
     """Per-layer states before every step: entry ``t`` is the state list fed to step ``t``.
 
     Returns ``T + 1`` entries (the last is the final state). Detached (computed without grad).
+    ``x`` follows the model's layout (:func:`prepare`); the entries are batch-first.
+
+    Raises:
+        NonFiniteError: a state overflows to NaN/Inf (Note [finite before eig]); and the errors
+            of :func:`prepare`.
     """
-    model = as_deep_rnn(model)
-    check_sequence(model, x)
+    model, x = prepare(model, x)
+    if state is not None:
+        _check_states(model, x[:, 0], state)
+    return _trajectory(model, x, state)
+
+
+@torch.no_grad()
+def _trajectory(model: DeepRNN, x: Tensor, state: Sequence[State] | None = None) -> list:
     states = model.initial_state(x.shape[0], device=x.device, dtype=x.dtype) \
         if state is None else list(state)
     out = [states]
     for t in range(x.shape[1]):
         states = model.step(x[:, t], states)[1]
+        check_finite_state(states, t)
         out.append(states)
     return out
 
 
 def maps_at(model: nn.Module, x: Tensor, t: int, **kw) -> list[LocalMap]:
-    """:func:`local_maps` at step ``t`` (0-based) of the sequence ``x`` ``(B, T, D)``.
+    """:func:`local_maps` at step ``t`` (0-based) of the sequence ``x`` (``(B, T, D)``, or the
+    torch module's own layout: :func:`prepare`).
 
     Raises:
-        ValueError: ``t`` outside ``0..T-1``.
+        ValueError: ``t`` outside ``0..T-1``; the errors of :func:`prepare`, :func:`trajectory`
+            and :func:`local_maps`.
     """
-    model = as_deep_rnn(model)
-    check_sequence(model, x)
+    net, x = prepare(model, x)
     t = check_step(t, x.shape[1])
-    states = trajectory(model, x[:, :t])[-1] if t > 0 else \
-        model.initial_state(x.shape[0], device=x.device, dtype=x.dtype)
-    return local_maps(model, x[:, t], states, **kw)
+    states = _trajectory(net, x[:, :t])[-1] if t > 0 else \
+        net.initial_state(x.shape[0], device=x.device, dtype=x.dtype)
+    return local_maps(net, x[:, t], states, **kw)
 
 
 # --------------------------------------------------------------------------- estimators
@@ -409,11 +533,35 @@ def _arnoldi(matvec: Callable[[Tensor], Tensor], v0: Tensor, k: int):
     return Q[:, :k].transpose(1, 2), H[:, :k]
 
 
-def _ritz(matvec: Callable[[Tensor], Tensor], v0: Tensor, k: int, restarts: int):
+def _check_matrix(M: Tensor, label: str) -> Tensor:
+    """``M`` if finite; else :class:`NonFiniteError` (Note [finite before eig])."""
+    if not bool(torch.isfinite(M).all()):
+        raise NonFiniteError(f"the {label} has NaN/Inf entries (the map overflows, or an update "
+                             f"diverged); it is not passed to the eigensolver, which can crash "
+                             f"on them")
+    return M
+
+
+def _eig(M: Tensor, label: str) -> tuple[Tensor, Tensor]:
+    """``torch.linalg.eig`` of a finite ``M``."""
+    return torch.linalg.eig(_check_matrix(M, label))
+
+
+def _eigvals(M: Tensor, label: str) -> Tensor:
+    """``torch.linalg.eigvals`` of a finite ``M``."""
+    return torch.linalg.eigvals(_check_matrix(M, label))
+
+
+def _label(m: LocalMap, what: str) -> str:
+    return f"{what} of the {m.kind} map of layer {m.layer}"
+
+
+def _ritz(matvec: Callable[[Tensor], Tensor], v0: Tensor, k: int, restarts: int,
+          label: str = "Arnoldi Hessenberg matrix"):
     """Dominant Ritz pair ``(theta (B,), y (B, n) complex)`` and all Ritz values (B, k)."""
     for r in range(restarts + 1):
         Q, H = _arnoldi(matvec, v0, k)
-        vals, vecs = torch.linalg.eig(H)  # (B, k), (B, k, k)
+        vals, vecs = _eig(H, label)  # (B, k), (B, k, k)
         i = vals.abs().argmax(-1)
         theta = vals.gather(1, i[:, None]).squeeze(1)
         y = Q.to(vecs.dtype) @ vecs.gather(2, i[:, None, None].expand(-1, k, 1))
@@ -423,12 +571,12 @@ def _ritz(matvec: Callable[[Tensor], Tensor], v0: Tensor, k: int, restarts: int)
 
 
 def _left_eig(matvec_t: Callable[[Tensor], Tensor], lam: Tensor, v0: Tensor, k: int,
-              restarts: int) -> Tensor:
+              restarts: int, label: str = "Arnoldi Hessenberg matrix") -> Tensor:
     """Left eigenvector ``w`` (``w^H J = lam w^H``) from Arnoldi with ``matvec_t = J^T``."""
     y = None
     for _ in range(restarts + 1):
         Q, H = _arnoldi(matvec_t, v0, k)
-        vals, vecs = torch.linalg.eig(H)
+        vals, vecs = _eig(H, label)
         i = (vals - lam[:, None]).abs().argmin(-1)  # J^T has the same eigenvalues as J
         y = Q.to(vecs.dtype) @ vecs.gather(2, i[:, None, None].expand(-1, k, 1))
         y = y.squeeze(-1)
@@ -458,9 +606,9 @@ def _autograd_matvecs(m: LocalMap) -> tuple[Callable[[Tensor], Tensor],
     return jv, jtv
 
 
-def _eig_parts(J: Tensor):
+def _eig_parts(J: Tensor, label: str = "Jacobian"):
     """Dominant eigenvalue and right / left eigenvectors of dense ``J (B, n, n)``."""
-    vals, V = torch.linalg.eig(J)  # (B, n), (B, n, n)
+    vals, V = _eig(J, label)  # (B, n), (B, n, n)
     i = vals.abs().argmax(-1)
     lam = vals.gather(1, i[:, None]).squeeze(1)
     u = V.gather(2, i[:, None, None].expand(-1, V.shape[1], 1)).squeeze(-1)
@@ -473,11 +621,11 @@ def _eig_parts(J: Tensor):
 
 
 def _krylov_parts(matvec, matvec_t, v0: Tensor, w0: Tensor, k: int, restarts: int,
-                  vectors: bool):
-    lam, u, _ = _ritz(matvec, v0, k, restarts)
+                  vectors: bool, label: str = "Arnoldi Hessenberg matrix"):
+    lam, u, _ = _ritz(matvec, v0, k, restarts, label)
     if not vectors:
         return (lam,)
-    return lam, u, _left_eig(matvec_t, lam, w0, k, restarts)
+    return lam, u, _left_eig(matvec_t, lam, w0, k, restarts, label)
 
 
 def _starts(like: Tensor, seed: int, warm: tuple[Tensor, Tensor] | None):
@@ -492,23 +640,24 @@ def _parts(maps: Sequence[LocalMap], methods: Sequence[Estimator], k: int | None
            restarts: int, seed: int, vectors: bool,
            warm: dict | None = None) -> list[tuple[Tensor, ...]]:
     """Per square map ``(lam,)`` or ``(lam, u, w)``, detached: dense eig ("exact") or Arnoldi
-    on autograd matvecs ("krylov"; Note [autograd matvecs]). ``warm``: Note [warm starts]."""
+    on autograd matvecs ("krylov"; Note [autograd matvecs]). ``warm``: Note [warm starts].
+    A non-finite Jacobian / Hessenberg matrix raises (Note [finite before eig])."""
     out: list = []
     with torch.no_grad():
         for m, method in zip(maps, methods):
             if method is Estimator.EXACT:
                 J = m.jacobian()
                 if vectors:
-                    out.append(_eig_parts(J))
+                    out.append(_eig_parts(J, _label(m, "Jacobian")))
                     continue
-                vals = torch.linalg.eigvals(J)
+                vals = _eigvals(J, _label(m, "Jacobian"))
                 out.append((vals.gather(1, vals.abs().argmax(-1, keepdim=True)).squeeze(1),))
                 continue
             got = None if warm is None else warm.get((m.kind, m.layer))
             got = got if got is not None and got[0].shape == m.state_in.shape else None
             kk = check_k(None if k is None else min(k, m.n_in), m.n_in)
             parts = _krylov_parts(*_autograd_matvecs(m), *_starts(m.state_in, seed, got), kk,
-                                  restarts, vectors)
+                                  restarts, vectors, _label(m, "Arnoldi Hessenberg matrix"))
             if warm is not None and vectors:
                 warm[(m.kind, m.layer)] = (parts[1], parts[2])
             out.append(parts)
@@ -521,7 +670,12 @@ def dominant_eig(m: LocalMap, *, method: str = "exact", k: int | None = None,
 
     ``m`` must be square (see :meth:`LocalMap.square`). Detached. ``method`` is "exact" (dense
     eig) or "krylov" (Arnoldi for ``u``, Arnoldi on ``J^T`` for ``w``).
+
+    Raises:
+        ValueError: not square, bad options, or a non-finite Jacobian (:class:`NonFiniteError`).
     """
+    _check_map(m)
+    _check_estimator_options(k=k, restarts=restarts, seed=seed)
     if m.n_in != m.n_out:
         raise ValueError(f"dominant_eig needs a square map, got {m.n_out} x {m.n_in}; "
                          f"use m.square()")
@@ -536,11 +690,27 @@ def check_k(k: int | None, n: int, *, default: int = 64, what: str = "Krylov vec
     """Validate a count ``k <= n`` of vectors (``min(n, default)`` when None)."""
     if k is None:
         return min(n, default)
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ValueError(f"k must be a positive int, got {k!r}")
+    k = check_int("k", k)
     if k > n:
         raise ValueError(f"k={k} {what} is larger than the state ({n} {width}); use k <= {n}")
     return k
+
+
+def _check_map(m: Any) -> None:
+    if not isinstance(m, LocalMap):
+        raise TypeError(f"expected a LocalMap (from local_maps / maps_at), got "
+                        f"{type(m).__name__}")
+
+
+def _check_estimator_options(*, k: Any = None, restarts: Any = 1, iters: Any = 30,
+                             probes: Any = 16, seed: Any = 0) -> None:
+    """The numeric options shared by the radius estimators (one home for their checks)."""
+    if k is not None:
+        check_int("k", k)
+    check_int("restarts", restarts, low=0)
+    check_int("iters", iters)
+    check_int("probes", probes)
+    check_seed(seed)
 
 
 def _surrogate(lam: Tensor, u: Tensor, w: Tensor, wju: Tensor) -> Tensor:
@@ -576,11 +746,15 @@ def _eig_surrogate(m: LocalMap, lam: Tensor, u: Tensor, w: Tensor) -> Tensor:
 def exact_radius(m: LocalMap, *, differentiable: bool = False, seed: int = 0) -> Tensor:
     """Spectral radius per sample ``(B,)`` from the dense Jacobian (``torch.linalg.eigvals``).
 
+    Raises:
+        NonFiniteError: the Jacobian has NaN/Inf entries (Note [finite before eig]).
+
     Example:
         >>> m = maps_at(DeepRNN.build("rnn", 2, 6), torch.randn(3, 4, 2), t=1)[1]
         >>> exact_radius(m).shape
         torch.Size([3])
     """
+    _check_map(m)
     return radius_all([m], "exact", differentiable=differentiable, seed=seed)[0]
 
 
@@ -597,8 +771,11 @@ def krylov_radius(m: LocalMap, *, k: int | None = None, restarts: int = 1,
         seed: seeds the start vector and the square subset.
 
     Raises:
-        ValueError: ``k`` larger than the state.
+        ValueError: ``k`` larger than the state, bad options, a non-finite Hessenberg matrix
+            (:class:`NonFiniteError`).
     """
+    _check_map(m)
+    check_k(k, min(m.n_in, m.n_out))
     return radius_all([m], "krylov", differentiable=differentiable, seed=seed, k=k,
                       restarts=restarts)[0]
 
@@ -609,7 +786,12 @@ def spectral_norm(m: LocalMap, *, iters: int = 30, seed: int = 0,
 
     Differentiable when asked: the last ``||J v||`` is taken with ``v`` detached, whose
     gradient is ``u^T dJ v`` (the singular-value derivative).
+
+    Raises:
+        ValueError / TypeError: ``iters < 1``, a bad seed, ``m`` not a LocalMap.
     """
+    _check_map(m)
+    _check_estimator_options(iters=iters, seed=seed)
     v = _randn((m.batch, m.n_in), m.state_in, seed)
     with torch.no_grad():
         for _ in range(iters):
@@ -627,7 +809,12 @@ def mean_squared_singular_value(m: LocalMap, *, probes: int = 16, seed: int = 0,
 
     The mean-field gain of SPEC section 3; unbiased, relative error ~ ``sqrt(2 / probes)``
     at worst (much less for spread spectra).
+
+    Raises:
+        ValueError / TypeError: ``probes < 1``, a bad seed, ``m`` not a LocalMap.
     """
+    _check_map(m)
+    _check_estimator_options(probes=probes, seed=seed)
     g = _generator(seed)
     v = (torch.randint(0, 2, (probes, m.batch, m.n_in), generator=g) * 2 - 1).to(m.state_in)
     with torch.set_grad_enabled(differentiable and torch.is_grad_enabled()):
@@ -650,7 +837,9 @@ def radius(m: LocalMap, estimator: str | Estimator = "auto", *, differentiable: 
         iters: power iterations (spectral_norm). probes: Hutchinson probes (msv).
 
     Raises:
-        ValueError: unknown estimator, ``k`` too large.
+        ValueError: unknown estimator, ``k`` too large, ``restarts < 0``, ``iters`` or
+            ``probes < 1``, a non-finite Jacobian (:class:`NonFiniteError`).
+        TypeError: ``m`` not a LocalMap, an option of the wrong kind.
 
     Example:
         >>> m = maps_at(DeepRNN.build("lstm", 2, 8), torch.randn(3, 4, 2), t=2,
@@ -658,6 +847,8 @@ def radius(m: LocalMap, estimator: str | Estimator = "auto", *, differentiable: 
         >>> torch.allclose(radius(m, "krylov", k=16), radius(m, "exact"), atol=1e-4)
         True
     """
+    _check_map(m)
+    _check_estimator_options(k=k, restarts=restarts, iters=iters, probes=probes, seed=seed)
     est = parse_enum(Estimator, estimator, "estimator")
     if est in (Estimator.AUTO, Estimator.EXACT, Estimator.KRYLOV):
         check_k(k, min(m.n_in, m.n_out))  # one map: a k larger than it is a mistake
@@ -686,12 +877,20 @@ def radius_all(maps: Sequence[LocalMap], estimator: str | Estimator = "auto", *,
     ``warm``: a dict the caller keeps between calls on slowly changing maps (Note [warm
     starts]); differentiable krylov only: LSC pre-training uses it at every step.
 
+    Raises:
+        ValueError / TypeError: as :func:`radius`.
+
     Example:
         >>> ms = maps_at(DeepRNN.build("gru", 3, 8, num_layers=3), torch.randn(4, 5, 3), t=2)
         >>> rs = radius_all(ms)
         >>> all(torch.allclose(r, radius(m)) for r, m in zip(rs, ms))
         True
     """
+    if not isinstance(maps, (list, tuple)):
+        raise TypeError(f"maps must be a list of LocalMaps, got {type(maps).__name__}")
+    for m in maps:
+        _check_map(m)
+    _check_estimator_options(k=k, restarts=restarts, iters=iters, probes=probes, seed=seed)
     est = parse_enum(Estimator, estimator, "estimator")
     if est not in (Estimator.AUTO, Estimator.EXACT, Estimator.KRYLOV):
         return [radius(m, est, differentiable=differentiable, seed=seed, iters=iters,

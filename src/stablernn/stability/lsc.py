@@ -14,25 +14,56 @@ input ``L/(L+T)``), 1 for the readout. Feed-forward ``nn.Sequential`` MLPs use p
 ``diag(act'(a)) W`` with target 1. LRU stacks also have the reference code's gradient-free
 variant (``method="rescale"``): ``|lambda|`` is set so the time radius is on target and the input
 matrix ``B`` is rescaled toward the depth / input target, iterated.
+
+Note [time budget]: ``max_seconds`` bounds the whole call, the before / after measurements
+included. The before measurement walks its steps in a spread order and stops once it has used a
+quarter of the budget (at least one step is measured); the after measurement repeats exactly
+those steps, so its cost is known and kept in reserve. An update starts only when the running
+estimate of one update's cost (``max(last, EMA)``) fits in what is left, and the loss checks the
+clock between maps, abandoning an update that would overrun before anything is applied. Only a
+single measured step or map longer than the budget can overrun it.
+
+Note [all or nothing]: every option is validated by :func:`check_lsc_args` (the one home of
+the checks, also called by the training CLI before it creates a run directory), and the method
+runs inside ``transaction(model)``: an error part-way (a diverging update, Ctrl-C) restores the
+original weights. See docs/robustness.md.
 """
 from __future__ import annotations
 
+import inspect
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from ..cells.base import check_input
+from .._checks import check_choice, check_finite_weights, check_float, check_int, check_positive
+from .._transaction import transaction
+from ..cells.base import check_bool, check_input
 from ..cells.lru import LRUCell
 from ..plotting import new_axes
-from .jacobians import Estimator, LocalMap, as_deep_rnn, local_maps, parse_enum, radius_all
-from .radii import radii
+from .jacobians import (
+    MAX_READOUT,
+    Estimator,
+    Kind,
+    LocalMap,
+    NonFiniteError,
+    _local_maps,
+    _trajectory,
+    as_deep_rnn,
+    check_seed,
+    parse_enum,
+    prepare,
+    radius_all,
+)
+from .radii import radii_at
 
-__all__ = ["LSCReport", "default_lr", "lsc_pretrain", "lsc_targets"]
+__all__ = ["LSCReport", "OutOfTime", "TimeBudget", "check_lsc_args", "default_lr",
+           "lsc_pretrain", "lsc_targets"]
 
 RECURRENT_NAMES = ("weight_hh", "weight_a", "weight_c")
 INPUT_NAMES = ("weight_ih", "B_re", "B_im")
@@ -51,6 +82,9 @@ class LSCReport:
         seconds: the whole call; update_seconds: the updates alone (without measuring before /
             after).
         history: per update, the batch-mean radius of every map (``"kind layer"`` keys).
+        measured_steps: the time steps of the held sequences averaged in before / after
+            (fewer than ``eval_steps`` when the time budget cut the measurement short).
+        out_of_time: the updates stopped at ``max_seconds`` (Note [time budget]).
     """
 
     targets: dict[str, float]
@@ -65,11 +99,14 @@ class LSCReport:
     tol: float = 0.08
     message: str = ""
     history: list[dict[str, float]] = field(default_factory=list)
+    measured_steps: list[int] = field(default_factory=list)
+    out_of_time: bool = False
 
     def max_error(self, which: str = "after") -> float:
-        """Largest ``|radius - target|`` over every map."""
+        """Largest ``|radius - target|`` over every map (NaN when nothing was measured)."""
         radii = getattr(self, which)
-        return max((abs(v - self.targets[k.split()[0]]) for k, v in radii.items()), default=0.0)
+        return max((abs(v - self.targets[k.split()[0]]) for k, v in radii.items()),
+                   default=math.nan)
 
     def table(self) -> str:
         lines = [f"{'map':12s} {'target':>7s} {'before':>8s} {'after':>8s}"]
@@ -83,7 +120,8 @@ class LSCReport:
                 "after": self.after, "steps": self.steps, "seconds": round(self.seconds, 3),
                 "update_seconds": round(self.update_seconds, 3),
                 "converged": self.converged, "best_step": self.best_step, "tol": self.tol,
-                "message": self.message, "max_error_after": self.max_error()}
+                "message": self.message, "max_error_after": self.max_error(),
+                "measured_steps": list(self.measured_steps), "out_of_time": self.out_of_time}
 
     def plot(self, ax: Any = None) -> Any:
         """Radius of every map against the update step, targets dashed."""
@@ -97,24 +135,50 @@ class LSCReport:
         return ax
 
 
+KINDS = tuple(k.value for k in Kind)
+
+
+def _check_rho(rho: Any) -> float | str:
+    if isinstance(rho, str) and rho == "unbalanced":
+        return rho
+    try:
+        return check_positive("rho", rho)
+    except (TypeError, ValueError, OverflowError):  # one message for every kind of bad rho
+        raise ValueError(f"rho must be a positive number or 'unbalanced', got {rho!r}") from None
+
+
+def _check_targets(targets: Any) -> dict[str, float]:
+    if targets is None:
+        return {}
+    if not isinstance(targets, dict):
+        raise TypeError(f"targets must be None or a dict of kind -> radius, e.g. "
+                        f"{{'time': 0.9}}, got {type(targets).__name__} ({targets!r})")
+    for kind in targets:
+        if kind not in KINDS:
+            raise ValueError(f"unknown target kind {kind!r}; valid: {', '.join(KINDS)}")
+    return {kind: check_positive(f"targets[{kind!r}]", v) for kind, v in targets.items()}
+
+
 def lsc_targets(rho: float | str, num_layers: int, seq_len: int,
                 targets: dict[str, float] | None = None) -> dict[str, float]:
-    """Target radius per kind: ``rho`` (or the unbalanced split) and 1 for the readout."""
+    """Target radius per kind: ``rho`` (or the unbalanced split) and 1 for the readout.
+
+    Raises:
+        ValueError / TypeError: ``rho`` not a finite number > 0 nor "unbalanced"; ``targets``
+            not a dict of known kinds to finite radii > 0.
+
+    Example:
+        >>> lsc_targets(0.5, 2, 10, {"time": 0.9})
+        {'time': 0.9, 'depth': 0.5, 'input': 0.5, 'readout': 1.0}
+    """
+    rho = _check_rho(rho)
     if rho == "unbalanced":
         t_time = seq_len / (num_layers + seq_len)
         out = {"time": t_time, "depth": 1 - t_time, "input": 1 - t_time}
-    elif isinstance(rho, (int, float)) and not isinstance(rho, bool) and rho > 0 \
-            and math.isfinite(rho):
-        out = {"time": float(rho), "depth": float(rho), "input": float(rho)}
     else:
-        raise ValueError(f"rho must be a positive number or 'unbalanced', got {rho!r}")
+        out = {"time": rho, "depth": rho, "input": rho}
     out["readout"] = 1.0
-    for kind, value in (targets or {}).items():
-        if kind not in out:
-            raise ValueError(f"unknown target kind {kind!r}; valid: {', '.join(out)}")
-        if not value > 0:
-            raise ValueError(f"target for {kind} must be > 0, got {value}")
-        out[kind] = float(value)
+    out.update(_check_targets(targets))
     return out
 
 
@@ -150,27 +214,52 @@ def _key(m: LocalMap) -> str:
     return f"{m.kind} {m.layer}"
 
 
-def _check_inputs(inputs: Tensor, width: int, rank: int) -> None:
-    check_input(inputs, width, rank=rank, name="inputs")
-    if inputs.shape[0] == 0 or (rank == 3 and inputs.shape[1] == 0):
-        raise ValueError(f"inputs is empty (shape {tuple(inputs.shape)}); pass at least one "
-                         f"sequence with at least one step")
+def _check_mlp_inputs(model: nn.Sequential, inputs: Tensor) -> None:
+    first = next(m for m in model if isinstance(m, nn.Linear))
+    check_input(inputs, first.in_features, rank=2, name="inputs")
+    if inputs.shape[0] == 0:
+        raise ValueError(f"inputs is empty: batch size 0 (shape {tuple(inputs.shape)}); pass "
+                         f"at least one sample")
+    if inputs.dtype != first.weight.dtype or inputs.device != first.weight.device:
+        raise TypeError(f"inputs is {inputs.dtype} on {inputs.device} but the model's weights "
+                        f"are {first.weight.dtype} on {first.weight.device}; convert one")
 
 
 # --------------------------------------------------------------------------- measurement
 
 
-def _measure(model: nn.Module, x: Tensor, estimator: str, steps: int, seed: int) -> dict:
-    """Step- and batch-mean radius of every map on held inputs (no gradient)."""
+def _spread(items: list[int]) -> list[int]:
+    """``items`` reordered so that every prefix covers their range evenly (0, 4, 2, 6, 1, ...)."""
+    order, stride = [], 1 << max(0, len(items) - 1).bit_length()
+    while len(order) < len(items):
+        order += [i for i in range(0, len(items), stride) if i not in order]
+        stride //= 2
+    return [items[i] for i in order]
+
+
+def _measure(model: nn.Module, x: Tensor, estimator: str, steps: int, seed: int, *,
+             chosen: list[int] | None = None,
+             allowance: float = math.inf) -> tuple[dict[str, float], list[int]]:
+    """Step- and batch-mean radius of every map on held inputs (no gradient), and the steps
+    measured: ``chosen``, or up to ``steps`` evenly spaced ones, walked in a spread order that
+    stops after ``allowance`` seconds (Note [time budget])."""
     if _is_mlp(model):
         maps = _mlp_maps(_mlp_blocks(model), x)
         return {_key(m): float(r.mean()) for m, r in zip(maps, radius_all(maps, estimator,
-                                                                           seed=seed))}
+                                                                           seed=seed))}, []
     T = x.shape[1]
-    chosen = sorted({round(i * (T - 1) / max(1, steps - 1)) for i in range(min(steps, T))})
-    report = radii(model, x, estimator=estimator, steps=chosen, seed=seed)
-    return {f"{kind} {layer}": report.mean(kind, layer)
-            for kind, per_layer in report.values.items() for layer in per_layer}
+    if chosen is None:
+        chosen = sorted({round(i * (T - 1) / max(1, steps - 1)) for i in range(min(steps, T))})
+    t0, sums, done = time.perf_counter(), {}, []
+    traj = _trajectory(model, x[:, :max(chosen)])
+    for t in _spread(chosen):
+        for kind, layer, r in radii_at(model, x, traj[t], t, estimator, list(Kind), seed, None,
+                                       MAX_READOUT):
+            sums.setdefault(f"{kind} {layer}", []).append(r)
+        done.append(t)
+        if time.perf_counter() - t0 > allowance:
+            break
+    return {key: sum(v) / len(v) for key, v in sums.items()}, sorted(done)
 
 
 # --------------------------------------------------------------------------- heuristics
@@ -228,43 +317,126 @@ class _Walker:
         self.t += 1
 
 
+class OutOfTime(Exception):
+    """Raised inside an update that would overrun the time budget (caught by the loops)."""
+
+
+class TimeBudget:
+    """The clock of a call with an optional ``max_seconds`` (Note [time budget]).
+
+    Example:
+        >>> budget = TimeBudget(None)
+        >>> budget.fits(), budget.left() == math.inf
+        (True, True)
+    """
+
+    def __init__(self, max_seconds: float | None, start: float | None = None) -> None:
+        self.start = time.perf_counter() if start is None else start
+        self.max_seconds = max_seconds
+        self.deadline = math.inf if max_seconds is None else self.start + max_seconds
+        self.reserve = 0.0  # kept for the final measurement
+        self.cost = 0.0  # running estimate of one update: max(last, EMA)
+        self.exhausted = False
+
+    def left(self) -> float:
+        """Seconds left for updates (the reserve excluded)."""
+        return self.deadline - time.perf_counter() - self.reserve
+
+    def share(self, fraction: float) -> float:
+        """``fraction`` of the whole budget (inf without one)."""
+        return math.inf if self.max_seconds is None else fraction * self.max_seconds
+
+    def fits(self) -> bool:
+        """Whether one more update is expected to end within the budget."""
+        self.exhausted = self.left() < self.cost
+        return not self.exhausted
+
+    def check(self) -> None:
+        """Raise :class:`OutOfTime` once the budget for updates is spent."""
+        if self.left() < 0:
+            self.exhausted = True
+            raise OutOfTime
+
+    def record(self, seconds: float) -> None:
+        """Account one update of ``seconds``."""
+        ema = seconds if not self.cost else 0.7 * self.cost + 0.3 * seconds
+        self.cost = max(seconds, ema)
+
+
 def _loss(maps: list[LocalMap], targets: dict, estimator: str, k: int | None, seed: int,
-          warm: dict):
+          warm: dict, budget: TimeBudget):
     losses, means = [], {}
-    radii_ = radius_all(maps, estimator, differentiable=True, seed=seed, k=k, restarts=0,
-                        warm=warm)
-    for m, r in zip(maps, radii_):
+    for m in maps:  # one map at a time: the clock is checked in between (Note [time budget])
+        budget.check()
+        r = radius_all([m], estimator, differentiable=True, seed=seed, k=k, restarts=0,
+                       warm=warm)[0]
         losses.append((r - targets[m.kind]).square().mean())
         means[_key(m)] = float(r.detach().mean())
     return torch.stack(losses).mean(), means
 
 
-def _gradient_loop(model, params, walker, blocks, inputs, targets, opts, report, bar):
+def _diverged(step: int, opts: dict, why: object) -> NonFiniteError:
+    extra = " (or turn off rescale / shuffle)" if opts["rescale"] or opts["shuffle"] else ""
+    return NonFiniteError(f"LSC pre-training diverged at update {step + 1}: {why}. The "
+                          f"model's original weights were restored; lower lr (now "
+                          f"{opts['lr']:g}){extra}")
+
+
+def _finite_params(params: Sequence[Tensor]) -> bool:
+    return all(bool(torch.isfinite(p).all()) for p in params)
+
+
+def _maps(model, walker, blocks, inputs, opts, gen, warm) -> list[LocalMap]:
+    """The maps of the next update: a random MLP batch, or the walker's next step."""
+    if blocks is not None:
+        idx = torch.randint(len(inputs), (opts["batch_size"],), generator=gen)
+        return _mlp_maps(blocks, inputs[idx])
+    x_t, states = walker.next()
+    if walker.t == 0:
+        warm.clear()  # new sequences: last step's eigenvectors are no head start
+    return _local_maps(model, x_t, states, list(Kind), MAX_READOUT)
+
+
+def _update(model, params, opt, walker, blocks, inputs, targets, opts, gen, warm, budget,
+            step: int) -> dict[str, float]:
+    """One LSC update; the batch-mean radius of every map before it."""
+    maps = _maps(model, walker, blocks, inputs, opts, gen, warm)
+    try:  # one seeded square subset for the whole call (SPEC 1.2), the one _measure reports
+        loss, means = _loss(maps, targets, opts["estimator"], opts["k"], opts["seed"], warm,
+                            budget)
+    except NonFiniteError as err:
+        raise _diverged(step, opts, err) from None
+    if not bool(torch.isfinite(loss)):
+        raise _diverged(step, opts, f"the loss became {float(loss.detach())}")
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    if opts["rescale"]:
+        _rescale(model, means, targets)
+    if opts["shuffle"]:
+        _shuffle(model, gen)
+    if not _finite_params(params):
+        raise _diverged(step, opts, "the update made weights NaN/Inf")
+    if walker is not None:
+        walker.advance()
+    return means
+
+
+def _gradient_loop(model, params, walker, blocks, inputs, targets, opts, report, bar, budget):
     opt = torch.optim.AdamW(params, lr=opts["lr"], weight_decay=opts["weight_decay"])
     gen = torch.Generator().manual_seed(opts["seed"])
-    best, best_state, streak, t0 = math.inf, None, 0, time.perf_counter()
+    best, best_state, streak = math.inf, None, 0
     ema: dict[str, float] = {}
     warm: dict = {}  # Arnoldi warm starts between consecutive steps (Note [warm starts])
     for step in range(opts["steps"]):
-        if blocks is not None:
-            idx = torch.randint(len(inputs), (opts["batch_size"],), generator=gen)
-            maps = _mlp_maps(blocks, inputs[idx])
-        else:
-            x_t, states = walker.next()
-            if walker.t == 0:
-                warm.clear()  # new sequences: last step's eigenvectors are no head start
-            maps = local_maps(model, x_t, states)
-        # one seeded square subset for the whole call (SPEC 1.2), the one _measure reports
-        loss, means = _loss(maps, targets, opts["estimator"], opts["k"], opts["seed"], warm)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if opts["rescale"]:
-            _rescale(model, means, targets)
-        if opts["shuffle"]:
-            _shuffle(model, gen)
-        if walker is not None:
-            walker.advance()
+        if not budget.fits():
+            break
+        t0 = time.perf_counter()
+        try:
+            means = _update(model, params, opt, walker, blocks, inputs, targets, opts, gen, warm,
+                            budget, step)
+        except OutOfTime:
+            break
         report.history.append(means)
         # Note [running radii]: one step's batch-mean radius is noisy (it depends on where the
         # walk is in the sequence); stopping and best-weight decisions use a running mean.
@@ -278,20 +450,24 @@ def _gradient_loop(model, params, walker, blocks, inputs, targets, opts, report,
         bar.update(1)
         bar.set_postfix(max_err=f"{err:.3f}")
         report.steps = step + 1
+        budget.record(time.perf_counter() - t0)
         if streak >= opts["patience"]:
             report.converged = True
             break
-        if opts["max_seconds"] and time.perf_counter() - t0 > opts["max_seconds"]:
-            break
+    report.out_of_time = budget.exhausted and not report.converged
     if best_state is not None and not report.converged:
         model.load_state_dict(best_state)
 
 
 @torch.no_grad()
-def _lru_rescale_loop(model, held, targets, opts, report, bar) -> None:
+def _lru_rescale_loop(model, held, targets, opts, report, bar, budget) -> None:
     """Gradient-free LRU variant: set |lambda| and rescale B until radii are on target."""
     for step in range(opts["steps"]):
-        current = _measure(model, held, "exact", 4, opts["seed"])
+        if not budget.fits():
+            report.out_of_time = True
+            return
+        t0 = time.perf_counter()
+        current = _measure(model, held, "exact", 4, opts["seed"])[0]
         report.history.append(current)
         err = max(abs(v - targets[k.split()[0]]) for k, v in current.items())
         report.steps = step + 1
@@ -311,6 +487,9 @@ def _lru_rescale_loop(model, held, targets, opts, report, bar) -> None:
         if model.readout is not None and isinstance(model.readout, nn.Linear) and \
                 f"readout {model.num_layers}" in current:
             model.readout.weight.mul_(targets["readout"] / current[f"readout {model.num_layers}"])
+        if not _finite_params(list(model.parameters())):
+            raise _diverged(step, opts, "the rescaling made weights NaN/Inf")
+        budget.record(time.perf_counter() - t0)
 
 
 def default_lr(model: nn.Module, base: float = 2e-2, width0: int = 64) -> float:
@@ -353,7 +532,8 @@ def lsc_pretrain(model: nn.Module, inputs: Tensor, *, rho: float | str = 0.5,
     Args:
         model: a DeepRNN, a ``torch.nn.RNN/LSTM/GRU`` (changed in place, stays a torch module)
             or an ``nn.Sequential`` MLP.
-        inputs: real task inputs, ``(N, T, D)`` batch-first (``(N, D)`` for an MLP).
+        inputs: real task inputs, ``(N, T, D)`` batch-first (``(T, N, D)`` for a torch module
+            with ``batch_first=False``; ``(N, D)`` for an MLP).
         rho: target for time / depth / input maps, or "unbalanced"; readout target is 1.
         targets: per-kind overrides, e.g. ``{"time": 0.9}``.
         estimator: radius estimator for the loss ("auto": exact eigendecomposition up to 64
@@ -366,16 +546,23 @@ def lsc_pretrain(model: nn.Module, inputs: Tensor, *, rho: float | str = 0.5,
             defaults to :func:`default_lr` of the widest layer (Note [width-scaled lr]).
         batch_size: sequences walked in parallel. tol, patience: stop once every batch-mean
             radius is within ``tol`` of its target for ``patience`` consecutive updates.
-        max_seconds: optional time budget. rescale, shuffle: the reference code's heuristics.
-        eval_steps, eval_estimator: how the before / after radii are measured (held batch).
+        max_seconds: optional time budget of the whole call, measurements included (Note
+            [time budget]). rescale, shuffle: the reference code's heuristics.
+        eval_steps, eval_estimator: how the before / after radii are measured (held batch,
+            ``eval_steps >= 1`` evenly spaced steps).
+        seed: seeds the walk, the estimators and the square subsets. progress: a tqdm bar.
 
     Returns:
         An :class:`LSCReport`; when the budget ends first, ``converged`` is False and
         ``message`` says so (the best weights seen are kept).
 
     Raises:
-        ValueError: rho <= 0, empty or non-finite inputs, bad options. TypeError: no recurrent
-            layers (and not an MLP).
+        TypeError: no recurrent layers (and not an MLP); an unknown option or one of the wrong
+            kind (e.g. ``steps=2.5``, ``progress="yes"``).
+        ValueError: a bad option value (checked by :func:`check_lsc_args` before anything
+            runs), NaN/Inf weights, empty or non-finite inputs; ``NonFiniteError`` when an
+            update diverges (the message says which option to lower). On any error the model
+            keeps its original weights (Note [all or nothing]).
 
     Example:
         >>> gru = torch.nn.GRU(3, 16, num_layers=2, batch_first=True)
@@ -383,69 +570,126 @@ def lsc_pretrain(model: nn.Module, inputs: Tensor, *, rho: float | str = 0.5,
         >>> report.max_error() < 0.1
         True
     """
-    lr = default_lr(model) if lr is None else lr
-    method = _check_options(method, steps, lr, batch_size, tol, patience)
-    parse_enum(Estimator, estimator, "estimator")
-    t_start = time.perf_counter()
-    if _is_mlp(model):
-        first = next(m for m in model if isinstance(m, nn.Linear))
-        _check_inputs(inputs, first.in_features, rank=2)
-        tgt = {k: 1.0 for k in ("time", "depth", "input", "readout")}
-        tgt.update(targets or {})
+    given, start = dict(locals()), time.perf_counter()
+    opts = _lsc_options(model, **{name: given[name] for name in LSC_OPTIONS})
+    budget = TimeBudget(opts["max_seconds"], start)
+    if opts["mlp"]:
+        _check_mlp_inputs(model, inputs)
         net, blocks, held, walker = model, _mlp_blocks(model), inputs[:64], None
+        tgt = {**{k: 1.0 for k in KINDS}, **opts["targets"]}
     else:
-        net = as_deep_rnn(model)
-        _check_inputs(inputs, net.input_size, rank=3)
-        tgt = lsc_targets(rho, net.num_layers, inputs.shape[1], targets)
-        blocks, held = None, inputs[:batch_size]
-        walker = _Walker(net, inputs, min(batch_size, len(inputs)), seed)
-        if method == "auto":
-            lru = all(isinstance(c, LRUCell) for c in net.cells)
-            method = "rescale" if lru else "gradient"
-        if method == "rescale" and not all(isinstance(c, LRUCell) for c in net.cells):
-            raise ValueError("method='rescale' is the gradient-free LRU variant; this stack "
-                             "has non-LRU cells, use method='gradient'")
-    method = "gradient" if method == "auto" else method
-    report = LSCReport(tgt, method, _measure(net, held, eval_estimator, eval_steps, seed), tol=tol)
-    opts = {"steps": steps, "lr": lr, "weight_decay": weight_decay, "estimator": estimator, "k": k,
-            "batch_size": batch_size, "tol": tol, "patience": patience, "seed": seed,
-            "max_seconds": max_seconds, "rescale": rescale, "shuffle": shuffle}
+        net, inputs = prepare(model, inputs, name="inputs")
+        tgt = lsc_targets(opts["rho"], net.num_layers, inputs.shape[1], opts["targets"])
+        blocks, held = None, inputs[:opts["batch_size"]]
+        walker = _Walker(net, inputs, min(opts["batch_size"], len(inputs)), opts["seed"])
+    with transaction(model):
+        return _run(net, inputs, held, walker, blocks, tgt, opts, budget)
+
+
+def _run(net, inputs, held, walker, blocks, tgt, opts, budget) -> LSCReport:
+    t_measure = time.perf_counter()
+    before, chosen = _measure(net, held, opts["eval_estimator"], opts["eval_steps"],
+                              opts["seed"], allowance=budget.share(0.25))
+    budget.reserve = 1.25 * (time.perf_counter() - t_measure)  # the after measurement
+    report = LSCReport(tgt, opts["method"], before, tol=opts["tol"], measured_steps=chosen)
     t_updates = time.perf_counter()
-    with tqdm(total=steps, disable=not progress, desc="LSC") as bar:
-        if method == "rescale":
-            _lru_rescale_loop(net, held, tgt, opts, report, bar)
+    with tqdm(total=opts["steps"], disable=not opts["progress"], desc="LSC") as bar:
+        if opts["method"] == "rescale":
+            _lru_rescale_loop(net, held, tgt, opts, report, bar, budget)
         else:
             params = [p for p in net.parameters() if p.requires_grad]
-            _gradient_loop(net, params, walker, blocks, inputs, tgt, opts, report, bar)
+            _gradient_loop(net, params, walker, blocks, inputs, tgt, opts, report, bar, budget)
     report.update_seconds = time.perf_counter() - t_updates
-    report.after = _measure(net, held, eval_estimator, eval_steps, seed)
-    report.seconds = time.perf_counter() - t_start
+    report.after = dict(before) if report.steps == 0 else _measure(
+        net, held, opts["eval_estimator"], opts["eval_steps"], opts["seed"], chosen=chosen)[0]
+    report.seconds = time.perf_counter() - budget.start
     report.message = _message(report)
     return report
 
 
-def _check_options(method: str, steps: int, lr: float, batch_size: int, tol: float,
-                   patience: int) -> str:
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; valid: {', '.join(METHODS)}")
-    for name, value in (("steps", steps), ("batch_size", batch_size), ("patience", patience)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
-    if not lr > 0:
-        raise ValueError(f"lr must be > 0, got {lr}")
-    if not tol > 0:
-        raise ValueError(f"tol must be > 0, got {tol}")
-    return method
+def _method(method: str, model: nn.Module, mlp: bool) -> str:
+    """The method to run: "auto" resolved, "rescale" refused where it does not apply."""
+    lru = not mlp and all(isinstance(c, LRUCell) for c in as_deep_rnn(model).cells)
+    if method == "rescale" and not lru:
+        raise ValueError("method='rescale' is the gradient-free LRU variant; this model has "
+                         "non-LRU layers, use method='gradient'")
+    return ("rescale" if lru else "gradient") if method == "auto" else method
+
+
+def _lsc_options(model: nn.Module, **given: Any) -> dict[str, Any]:
+    """Every option checked and normalised, defaults filled in; the model's kind and weights
+    checked too (Note [all or nothing])."""
+    unknown = sorted(set(given) - set(LSC_OPTIONS))
+    if unknown:
+        raise TypeError(f"unknown LSC option(s) {', '.join(unknown)}; valid: "
+                        f"{', '.join(LSC_OPTIONS)}")
+    o = {**LSC_OPTIONS, **given}
+    mlp = _is_mlp(model)
+    if not mlp:
+        as_deep_rnn(model)  # TypeError for a model without recurrent layers
+    lr = o["lr"]
+    opts = {
+        "mlp": mlp, "rho": _check_rho(o["rho"]), "targets": _check_targets(o["targets"]),
+        "estimator": parse_enum(Estimator, o["estimator"], "estimator").value,
+        "eval_estimator": parse_enum(Estimator, o["eval_estimator"], "eval_estimator").value,
+        "k": None if o["k"] is None else check_int("k", o["k"]),
+        "method": _method(check_choice("method", o["method"], METHODS), model, mlp),
+        "steps": check_int("steps", o["steps"]),
+        "lr": default_lr(model) if lr is None else check_positive("lr", lr),
+        "weight_decay": check_float("weight_decay", o["weight_decay"], low=0.0),
+        "batch_size": check_int("batch_size", o["batch_size"]),
+        "tol": check_positive("tol", o["tol"]),
+        "patience": check_int("patience", o["patience"]),
+        "max_seconds": None if o["max_seconds"] is None else
+        check_positive("max_seconds", o["max_seconds"]),
+        "eval_steps": check_int("eval_steps", o["eval_steps"]),
+        "seed": check_seed(o["seed"]),
+    }
+    for flag in ("rescale", "shuffle", "progress"):
+        opts[flag] = check_bool(flag, o[flag])
+    check_finite_weights(model)
+    return opts
+
+
+def check_lsc_args(model: nn.Module, rho: float | str = 0.5, **options: Any) -> None:
+    """Raise what :func:`lsc_pretrain` would raise for these options on ``model``, without
+    touching the model or doing any work (the training CLI calls it before it creates a run
+    directory). ``options`` are :func:`lsc_pretrain`'s keyword arguments.
+
+    Raises:
+        TypeError: an unknown option (the message lists the valid ones), an option of the
+            wrong kind, or a model without recurrent layers (and not an MLP).
+        ValueError: a bad option value, or NaN/Inf weights.
+
+    Example:
+        >>> gru = torch.nn.GRU(3, 8)
+        >>> check_lsc_args(gru, rho=0.5, steps=100, lr=1e-3) is None
+        True
+        >>> check_lsc_args(gru, eval_steps=0)
+        Traceback (most recent call last):
+        ...
+        ValueError: eval_steps must be an int >= 1, got 0
+    """
+    _lsc_options(model, rho=rho, **options)
+
+
+# the options of lsc_pretrain and their defaults: its signature is their one home
+LSC_OPTIONS = {name: p.default for name, p in inspect.signature(lsc_pretrain).parameters.items()
+               if p.kind is p.KEYWORD_ONLY}
 
 
 def _message(report: LSCReport) -> str:
     err = report.max_error()
-    if report.converged and err <= report.tol:
+    within = err <= report.tol  # False for NaN: nothing measured is not success
+    if report.converged and within:
         return (f"reached the LSC targets in {report.steps} updates ({report.seconds:.1f} s); "
                 f"largest |radius - target| = {err:.3f}")
     why = "converged on the walked batches" if report.converged else \
+        f"stopped at its time budget after {report.steps} updates" if report.out_of_time else \
         f"did not converge within its budget of {report.steps} updates"
-    return (f"LSC {why}; largest |radius - target| on held sequences = {err:.3f} > tol "
-            f"{report.tol}: raise steps, lr or batch_size") if err > report.tol else \
-        (f"LSC {why}; held-sequence radii are within tol ({err:.3f}); kept the best weights "
-         f"(update {report.best_step})")
+    if not within:
+        return (f"LSC {why}; largest |radius - target| on held sequences = {err:.3f} > tol "
+                f"{report.tol}: raise " + ("max_seconds, " if report.out_of_time else "")
+                + "steps, lr or batch_size")
+    return (f"LSC {why}; held-sequence radii are within tol ({err:.3f}); kept the best weights "
+            f"(update {report.best_step})")

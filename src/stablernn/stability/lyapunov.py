@@ -16,10 +16,11 @@ import torch
 from torch import Tensor, nn
 from torch.func import jvp, vmap
 
+from .._checks import check_int
 from ..cells.base import flatten_state, unflatten_state
-from ..stack import DeepRNN
 from ..plotting import new_axes
-from .jacobians import _ensure_jvp, _generator, as_deep_rnn, check_k, check_sequence
+from ..stack import DeepRNN
+from .jacobians import NonFiniteError, _ensure_jvp, _generator, check_k, check_seed, prepare
 
 __all__ = ["LyapunovSpectrum", "lyapunov_exponents", "stacked_step"]
 
@@ -69,10 +70,13 @@ def stacked_step(model: DeepRNN, x_t: Tensor) -> Callable[[Tensor], Tensor]:
     return fn
 
 
-def _qr_step(fn: Callable[[Tensor], Tensor], s: Tensor, q: Tensor) -> tuple[Tensor, Tensor,
-                                                                              Tensor]:
+def _qr_step(fn: Callable[[Tensor], Tensor], s: Tensor, q: Tensor,
+             t: int = 0) -> tuple[Tensor, Tensor, Tensor]:
     """New state, re-orthonormalised tangents ``(B, N, k)`` and ``log|diag R|`` ``(B, k)``."""
     out, jq = vmap(lambda v: jvp(fn, (s,), (v,)), in_dims=2, out_dims=(0, 2))(q)
+    if not (bool(torch.isfinite(out[0]).all()) and bool(torch.isfinite(jq).all())):
+        raise NonFiniteError(f"the state or its tangents became NaN/Inf at step {t} although "
+                             f"the weights and inputs are finite: the dynamics overflow")
     q, r = torch.linalg.qr(jq)  # (B, N, k) -> (B, N, k), (B, k, k)
     return out[0], q, r.diagonal(dim1=-2, dim2=-1).abs().clamp_min(1e-300).log()
 
@@ -83,7 +87,8 @@ def lyapunov_exponents(model: nn.Module, x: Tensor, k: int | None = None, *,
 
     Args:
         model: a DeepRNN or a torch.nn.RNN/LSTM/GRU.
-        x: inputs ``(B, T, D)``; pass zeros for the autonomous dynamics.
+        x: inputs ``(B, T, D)`` (``(T, B, D)`` for a torch module with ``batch_first=False``);
+            pass zeros for the autonomous dynamics.
         k: number of exponents (default ``min(N, 16)``, N = all layers' state width).
         discard: initial steps that only align the tangent basis (not averaged).
         seed: seeds the initial orthonormal basis.
@@ -92,22 +97,25 @@ def lyapunov_exponents(model: nn.Module, x: Tensor, k: int | None = None, *,
         A :class:`LyapunovSpectrum` (natural log per step, largest first).
 
     Raises:
-        ValueError: ``k`` larger than the state, ``discard >= T``, bad ``x``.
-        TypeError: ``model`` has no recurrent layers.
+        ValueError: ``k`` larger than the state, ``discard >= T``, NaN/Inf weights, bad or
+            empty ``x``; a state or tangent overflowing to NaN/Inf (``NonFiniteError``).
+        TypeError: ``model`` has no recurrent layers; an option of the wrong kind.
 
     Example:
-        >>> spec = lyapunov_exponents(torch.nn.RNN(2, 8), torch.randn(3, 50, 2), k=4)
+        >>> spec = lyapunov_exponents(torch.nn.RNN(2, 8, batch_first=True), torch.randn(3, 50, 2),
+        ...                           k=4)
         >>> spec.exponents.shape
         torch.Size([4])
     """
-    model = as_deep_rnn(model)
-    check_sequence(model, x)
+    model, x = prepare(model, x)
     B, T, _ = x.shape
     n = sum(c.state_size for c in model.cells)
     k = check_k(k, n, default=16, what="exponents",
                 width="dimensions, all layers together")
-    if not 0 <= discard < T:
+    discard = check_int("discard", discard, low=0)
+    if discard >= T:
         raise ValueError(f"discard={discard} must be in 0..{T - 1} for T={T} steps")
+    check_seed(seed)
     _ensure_jvp()
     init = model.initial_state(B, device=x.device, dtype=x.dtype)
     s = torch.cat([flatten_state(st) for st in init], -1)
@@ -115,7 +123,7 @@ def lyapunov_exponents(model: nn.Module, x: Tensor, k: int | None = None, *,
     total = x.new_zeros(B, k)
     with torch.no_grad():
         for t in range(T):
-            s, q, logs = _qr_step(stacked_step(model, x[:, t]), s, q)
+            s, q, logs = _qr_step(stacked_step(model, x[:, t]), s, q, t)
             total += logs if t >= discard else 0
     per_sample = (total / (T - discard)).sort(-1, descending=True).values
     return LyapunovSpectrum(per_sample.mean(0).cpu(), per_sample.cpu(), T - discard)

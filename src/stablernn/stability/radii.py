@@ -12,9 +12,22 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from .._checks import check_int
 from ..plotting import new_axes
-from .jacobians import (MAX_READOUT, Estimator, as_deep_rnn, check_sequence, check_step,
-                        local_maps, parse_enum, radius_all, trajectory)
+from ..stack import DeepRNN
+from .jacobians import (
+    MAX_READOUT,
+    Estimator,
+    Kind,
+    _check_estimator_options,
+    _local_maps,
+    _parse_kinds,
+    _trajectory,
+    check_step,
+    parse_enum,
+    prepare,
+    radius_all,
+)
 
 __all__ = ["RadiiReport", "radii"]
 
@@ -66,10 +79,25 @@ class RadiiReport:
         return ax
 
 
-def _steps(steps: Sequence[int] | None, length: int) -> list[int]:
+def _steps(steps: Sequence[int] | int | None, length: int) -> list[int]:
     if steps is None:
         return list(range(length))
-    return sorted({check_step(t, length) for t in steps})
+    if isinstance(steps, int) and not isinstance(steps, bool):
+        steps = [steps]
+    if not isinstance(steps, (list, tuple, range)) or len(steps) == 0:
+        raise TypeError(f"steps must be None or a non-empty list of 0-based steps, got "
+                        f"{steps!r}")
+    return sorted({check_step(t, length, f"steps[{i}]") for i, t in enumerate(steps)})
+
+
+def radii_at(model: DeepRNN, x: Tensor, states: list, t: int, estimator: str,
+             kinds: Sequence[Kind], seed: int, k: int | None,
+             max_readout: int) -> list[tuple[str, int, float]]:
+    """``(kind, layer, batch-mean radius)`` of every map at step ``t`` from ``states``, the
+    states before it; unchecked (the callers check the model and options once)."""
+    maps = _local_maps(model, x[:, t], states, kinds, max_readout)
+    return [(m.kind, m.layer, float(r.mean()))
+            for m, r in zip(maps, radius_all(maps, estimator, seed=seed, k=k))]  # k capped per map
 
 
 def radii(model: nn.Module, x: Tensor, *, estimator: str = "auto",
@@ -79,34 +107,38 @@ def radii(model: nn.Module, x: Tensor, *, estimator: str = "auto",
 
     Args:
         model: a DeepRNN or a torch.nn.RNN/LSTM/GRU (analysed through ``from_torch``).
-        x: inputs ``(B, T, D)``, batch-first.
+        x: inputs ``(B, T, D)``; ``(T, B, D)`` for a torch module with ``batch_first=False``.
         estimator: "auto", "exact", "krylov", "spectral_norm" or "msv" (see :func:`radius`).
         kinds: subset of the four kinds (default all).
         steps: 0-based steps to analyse (default every step).
         seed: seeds the estimators and square subsets.
-        k: Krylov dimension (krylov).
+        k: Krylov dimension (krylov), capped at each map's width.
         max_readout: skip readouts with more outputs than this.
 
     Returns:
         A :class:`RadiiReport`; ``report.values["time"][0]`` is layer 0's time radius per step.
 
     Raises:
-        TypeError: ``model`` has no recurrent layers. ValueError: bad ``x``, steps or options.
+        TypeError: ``model`` has no recurrent layers; an option of the wrong kind.
+        ValueError: NaN/Inf weights (checked first: LAPACK crashes on them), bad or empty
+            ``x``, steps or options; a state or Jacobian overflowing to NaN/Inf
+            (``NonFiniteError``).
 
     Example:
         >>> import torch
-        >>> report = radii(torch.nn.GRU(3, 16, num_layers=2), torch.randn(4, 10, 3))
+        >>> report = radii(torch.nn.GRU(3, 16, 2, batch_first=True), torch.randn(4, 10, 3))
         >>> sorted(report.values)
         ['depth', 'input', 'time']
     """
-    model = as_deep_rnn(model)
-    check_sequence(model, x)
+    net, x = prepare(model, x)
     est = parse_enum(Estimator, estimator, "estimator").value
     chosen = _steps(steps, x.shape[1])
-    traj = trajectory(model, x)
+    want = _parse_kinds(kinds)
+    _check_estimator_options(k=k, seed=seed)
+    check_int("max_readout", max_readout, low=0)
+    traj = _trajectory(net, x[:, :chosen[-1]])  # states before every chosen step
     report = RadiiReport(est, chosen)
     for t in chosen:
-        maps = local_maps(model, x[:, t], traj[t], kinds=kinds, max_readout=max_readout)
-        for m, r in zip(maps, radius_all(maps, est, seed=seed, k=k)):  # k capped per map
-            report.values.setdefault(m.kind, {}).setdefault(m.layer, []).append(float(r.mean()))
+        for kind, layer, r in radii_at(net, x, traj[t], t, est, want, seed, k, max_readout):
+            report.values.setdefault(kind, {}).setdefault(layer, []).append(r)
     return report

@@ -14,9 +14,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .._checks import check_int, check_positive
 from ..cells.base import flatten_state
 from ..plotting import new_axes
-from .jacobians import _generator, as_deep_rnn, check_sequence
+from .jacobians import _generator, check_seed, prepare
 
 __all__ = ["VAAReport", "count_clusters", "vaa"]
 
@@ -53,7 +54,18 @@ class VAAReport:
 
 
 def count_clusters(close: Tensor) -> int:
-    """Connected components of a symmetric boolean adjacency ``(n, n)`` (diagonal True)."""
+    """Connected components of a symmetric boolean adjacency ``(n, n)`` (diagonal True).
+
+    Example:
+        >>> count_clusters(torch.tensor([[True, True, False], [True, True, False],
+        ...                              [False, False, True]]))
+        2
+    """
+    if not isinstance(close, Tensor) or close.dtype != torch.bool or close.dim() != 2 \
+            or close.shape[0] != close.shape[1]:
+        raise TypeError(f"close must be a square boolean tensor (n, n), got "
+                        f"{getattr(close, 'dtype', type(close).__name__)} of shape "
+                        f"{tuple(getattr(close, 'shape', ()))}")
     n = close.shape[0]
     labels = torch.arange(n, device=close.device)
     while True:  # min-label propagation: at most n rounds, usually a handful
@@ -93,7 +105,8 @@ def vaa(model: nn.Module, x: Tensor, *, steps: int = 10000, eps: float = 1e-4,
 
     Args:
         model: a DeepRNN or a torch.nn.RNN/LSTM/GRU.
-        x: ``n`` input sequences ``(n, T, D)`` (SPEC default n = 32).
+        x: ``n`` input sequences ``(n, T, D)`` (SPEC default n = 32); ``(T, n, D)`` for a
+            torch module with ``batch_first=False``.
         steps: constant-input steps (SPEC default 10000).
         eps: distance under which two final states are the same attractor.
         seed: seeds the prefix lengths and the constant input ``u ~ N(0, I)``.
@@ -101,19 +114,22 @@ def vaa(model: nn.Module, x: Tensor, *, steps: int = 10000, eps: float = 1e-4,
     Returns:
         A :class:`VAAReport`.
 
+    A state that diverges to NaN/Inf during the constant-input run is its own attractor
+    (never close to another), so it counts as kept memory.
+
     Raises:
-        ValueError: bad ``x``, ``steps < 1`` or ``eps <= 0``. TypeError: not a recurrent model.
+        ValueError: NaN/Inf weights, bad or empty ``x``, ``steps < 1``, ``eps`` not finite > 0.
+        TypeError: not a recurrent model; an option of the wrong kind.
 
     Example:
-        >>> report = vaa(torch.nn.GRU(2, 8), torch.randn(16, 10, 2), steps=200)
+        >>> report = vaa(torch.nn.GRU(2, 8, batch_first=True), torch.randn(16, 10, 2), steps=200)
         >>> 1 / 16 <= report.vaa <= 1
         True
     """
-    model = as_deep_rnn(model)
-    check_sequence(model, x)
-    if steps < 1 or eps <= 0:
-        raise ValueError(f"need steps >= 1 and eps > 0, got steps={steps}, eps={eps}")
-    gen = _generator(seed)
+    model, x = prepare(model, x)
+    steps = check_int("steps", steps)
+    eps = check_positive("eps", eps)
+    gen = _generator(check_seed(seed))
     with torch.no_grad():
         states = _reachable(model, x, gen)
         u = torch.randn(x.shape[-1], generator=gen).to(x).expand(x.shape[0], -1)  # shared

@@ -22,13 +22,20 @@ Note [soft count]: ``C_ij = 1 - relu(d_ij - eps) / (d_ij + 1e-6)`` is exactly 1 
 ``d_ij <= eps`` (the hard "same attractor" test) and ``(eps + 1e-6) / (d_ij + 1e-6) ~ eps / d``
 for ``d_ij >> eps``, so away from ``d = eps`` the soft count equals the hard count up to
 ``~ n eps / d_min``; between, it decays smoothly and gives a gradient that pushes states apart.
+
+Robustness (docs/robustness.md): every option is checked by :func:`check_warmup_args` before
+anything runs (the training CLI calls it too); warm-up runs inside ``transaction(model)``, so a
+diverging step (NaN loss or weights: ``NonFiniteError``) or an interruption restores the
+original weights; ``max_seconds`` bounds the whole call as in LSC (Note [time budget] in
+:mod:`.lsc`; the constant-input loop checks the clock at every step).
 """
 from __future__ import annotations
 
 import contextlib
-import math
+import inspect
+import numbers
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,15 +44,18 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from ..cells.base import Cell, check_input, flatten_state, unflatten_state
+from .._checks import check_finite_weights, check_float, check_int, check_positive
+from .._transaction import transaction
+from ..cells.base import Cell, check_bool, flatten_state, unflatten_state
 from ..cells.double import DoubleCell
 from ..plotting import new_axes
 from ..stack import DeepRNN
-from .jacobians import as_deep_rnn
+from .jacobians import NonFiniteError, as_deep_rnn, check_seed, prepare
+from .lsc import OutOfTime, TimeBudget
 from .vaa import VAAReport, reachable_states, vaa
 
-__all__ = ["WarmupReport", "curriculum_length", "soft_counts", "vaa_star", "vaa_star_layers",
-           "warmup", "warmup_loss"]
+__all__ = ["WarmupReport", "check_warmup_args", "curriculum_length", "soft_counts", "vaa_star",
+           "vaa_star_layers", "warmup", "warmup_loss"]
 
 EPS = 1e-4            # the VAA distance threshold (SPEC 1.5)
 SOFT_DENOM = 1e-6     # Note [soft count]
@@ -65,6 +75,7 @@ class WarmupReport:
         before / after: the VAA measure (SPEC 1.5, ``measure_steps`` constant-input steps) of
             the whole network on held sequences; None when ``measure_steps=0``.
         history: per warm-up step ``{"S", "loss", "vaa_star": [per layer]}``.
+        out_of_time: the steps stopped at ``max_seconds``.
     """
 
     target: float
@@ -75,6 +86,7 @@ class WarmupReport:
     steps: int = 0
     seconds: float = 0.0
     history: list[dict[str, Any]] = field(default_factory=list)
+    out_of_time: bool = False
 
     def _get(self, which: str, attr: str) -> float | None:
         rep = getattr(self, which)
@@ -103,7 +115,8 @@ class WarmupReport:
                 "vaa_before": self.vaa_before, "vaa_after": self.vaa_after,
                 "attractors_before": self.attractors_before,
                 "attractors_after": self.attractors_after,
-                "measure_steps": self._get("before", "steps"), "final_vaa_star": final}
+                "measure_steps": self._get("before", "steps"), "final_vaa_star": final,
+                "out_of_time": self.out_of_time}
 
     def plot(self, ax: Any = None) -> Any:
         """VAA* of every warmed layer against the warm-up step, target dashed; returns axes."""
@@ -129,6 +142,10 @@ def soft_counts(z: Tensor, eps: float = EPS) -> Tensor:
         >>> soft_counts(torch.tensor([[0.0], [0.0], [5.0]])).round(decimals=3)
         tensor([2., 2., 1.])
     """
+    if not isinstance(z, Tensor) or z.dim() != 2 or not z.is_floating_point():
+        raise TypeError(f"z must be a float tensor (n, N), got "
+                        f"{tuple(z.shape) if isinstance(z, Tensor) else type(z).__name__}")
+    check_positive("eps", eps)
     # the matmul form of cdist loses ~sqrt(float eps) |z|: far too coarse for eps = 1e-4
     d = torch.cdist(z, z, compute_mode="donot_use_mm_for_euclid_dist")  # (n, n)
     return (1 - F.relu(d - eps) / (d + SOFT_DENOM)).sum(1)
@@ -153,12 +170,19 @@ def vaa_star(final_states: Tensor, eps: float = EPS) -> Tensor:
 
 def warmup_loss(vaa_stars: Tensor, target: float = 0.95) -> Tensor:
     """``mean_l (VAA*_l - target)^2`` over the per-layer values ``(L,)``."""
-    return (vaa_stars - target).square().mean()
+    return (vaa_stars - _check_target(target)).square().mean()
 
 
 def curriculum_length(k: int, gen: torch.Generator, *, s_max: int = 200,
                       s_increment: int = 10) -> int:
-    """Stabilisation length of warm-up step ``k``: ``S ~ U{1 .. min(1 + s_increment k, s_max)}``."""
+    """Stabilisation length of warm-up step ``k``: ``S ~ U{1 .. min(1 + s_increment k, s_max)}``.
+
+    Example:
+        >>> curriculum_length(0, torch.Generator().manual_seed(0))
+        1
+    """
+    k = check_int("k", k, low=0)
+    s_max, s_increment = _check_curriculum(s_max, s_increment)
     high = min(1 + s_increment * k, s_max)
     return int(torch.randint(1, high + 1, (), generator=gen))
 
@@ -171,10 +195,16 @@ def _warm_state(cell: Cell, state: tuple) -> tuple:
     return unflatten_state(state.first, cell.first) if isinstance(cell, DoubleCell) else state
 
 
-def _layer_vaa_star(cell: Cell, state: tuple, u: Tensor, S: int, eps: float) -> Tensor:
+def _no_clock() -> None:
+    pass
+
+
+def _layer_vaa_star(cell: Cell, state: tuple, u: Tensor, S: int, eps: float,
+                    clock: Callable[[], None] = _no_clock) -> Tensor:
     part, s = _warm_part(cell), _warm_state(cell, state)
     p = part.project(u)  # the input is constant: project it once
     for _ in range(S):
+        clock()  # the long loop of a step: the time budget is checked here (raises OutOfTime)
         s = part.recur(p, s)
     return vaa_star(flatten_state(s), eps)
 
@@ -212,7 +242,8 @@ def vaa_star_layers(model: nn.Module, x: Tensor, *, stabilisation: int = 200,
     in ``layers``) stay out of the graph, so the VAA* term sends them no gradient.
 
     Args:
-        model: a DeepRNN or a torch.nn.RNN/LSTM/GRU. x: ``(n, T, D)`` sequences, ``n >= 2``.
+        model: a DeepRNN or a torch.nn.RNN/LSTM/GRU. x: ``(n, T, D)`` sequences, ``n >= 2``
+            (``(T, n, D)`` for a torch module with ``batch_first=False``).
         stabilisation: constant-input steps ``S``. layers: 0-based layers (default all).
         eps: attractor distance. seed: seeds the prefix lengths and the inputs ``u_l``.
 
@@ -220,79 +251,127 @@ def vaa_star_layers(model: nn.Module, x: Tensor, *, stabilisation: int = 200,
         ``(len(layers),)`` tensor of VAA* values.
 
     Raises:
-        ValueError: bad ``x``, ``layers`` or ``stabilisation < 1``. TypeError: not an RNN.
+        ValueError: NaN/Inf weights, bad ``x``, ``layers``, ``eps`` or ``stabilisation < 1``.
+        TypeError: not an RNN; an option of the wrong kind.
 
     Example:
-        >>> v = vaa_star_layers(torch.nn.GRU(2, 8, num_layers=2), torch.randn(6, 5, 2),
+        >>> v = vaa_star_layers(torch.nn.GRU(2, 8, 2, batch_first=True), torch.randn(6, 5, 2),
         ...                     stabilisation=20)
         >>> v.shape, bool(((v >= 1 / 6 - 1e-3) & (v <= 1)).all())
         (torch.Size([2]), True)
     """
-    model = as_deep_rnn(model)
-    layers = _check_layers(layers, model.num_layers)
-    _check_inputs(x, model.input_size)
-    _check_int("stabilisation", stabilisation, 1)
-    return _vaa_star_terms(model, x, stabilisation, layers, eps, torch.Generator()
-                           .manual_seed(seed))
+    net, x = _prepare(model, x, "x")
+    layers = _check_layers(layers, net.num_layers)
+    check_int("stabilisation", stabilisation)
+    return _vaa_star_terms(net, x, stabilisation, layers, check_positive("eps", eps),
+                           torch.Generator().manual_seed(check_seed(seed)))
 
 
 def _vaa_star_terms(model: DeepRNN, x: Tensor, S: int, layers: list[int], eps: float,
-                    gen: torch.Generator) -> Tensor:
+                    gen: torch.Generator, clock: Callable[[], None] = _no_clock) -> Tensor:
     cut = torch.randint(1, x.shape[1] + 1, (x.shape[0],), generator=gen).to(x.device)
     us = [torch.randn(model.cells[l].input_size, generator=gen).to(x) for l in layers]
     with _frozen(_cold_params(model, layers)):
         states = reachable_states(model, x, cut)
         return torch.stack([_layer_vaa_star(model.cells[l], states[l],
-                                            u.expand(x.shape[0], -1), S, eps)
+                                            u.expand(x.shape[0], -1), S, eps, clock)
                             for l, u in zip(layers, us)])
 
 
 # --------------------------------------------------------------------------- validation
 
 
-def _check_int(name: str, value: Any, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
-    return value
+INT_MAX = 2 ** 62  # counts beyond this overflow torch's samplers
 
 
-def _check_options(target: float, steps: int, lr: float, batch: int, s_max: int,
-                   s_increment: int, eps: float, measure_steps: int) -> None:
-    if isinstance(target, bool) or not isinstance(target, (int, float)) \
-            or not 0 < target <= 1:
-        raise ValueError(f"target must be in (0, 1] (the VAA* to reach: 1/n is one attractor, "
-                         f"1 every sample its own), got {target!r}; the paper uses 0.95")
-    _check_int("steps", steps, 1)
-    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 2:
-        raise ValueError(f"batch must be an int >= 2 (VAA* compares the final states of the "
-                         f"batch with each other), got {batch!r}")
-    _check_int("s_max", s_max, 1)
-    _check_int("s_increment", s_increment, 0)
-    _check_int("measure_steps", measure_steps, 0)
-    if not (lr > 0 and math.isfinite(lr)):
-        raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
-    if not (eps > 0 and math.isfinite(eps)):
-        raise ValueError(f"eps must be a finite number > 0, got {eps!r}")
+def _check_target(target: Any) -> float:
+    try:
+        return check_float("target", target, low=0.0, low_open=True, high=1.0)
+    except ValueError:
+        raise ValueError(f"target must be in (0, 1] (the VAA* to reach: 1/n is one attractor, 1 "
+                         f"every sample its own), got {target!r}; the paper uses 0.95") from None
+
+
+def _check_curriculum(s_max: Any, s_increment: Any) -> tuple[int, int]:
+    return (check_int("s_max", s_max, high=INT_MAX),
+            check_int("s_increment", s_increment, low=0, high=INT_MAX))
 
 
 def _check_layers(layers: Sequence[int] | None, num_layers: int) -> list[int]:
     if layers is None:
         return list(range(num_layers))
-    layers = [layers] if isinstance(layers, int) else list(layers)
-    bad = [l for l in layers if isinstance(l, bool) or not isinstance(l, int)
+    if isinstance(layers, numbers.Integral) and not isinstance(layers, bool):
+        layers = [layers]
+    if not isinstance(layers, (list, tuple, range)):
+        raise TypeError(f"layers must be a non-empty list of layer indices in "
+                         f"0..{num_layers - 1}, got {layers!r}")
+    layers = list(layers)
+    bad = [l for l in layers if isinstance(l, bool) or not isinstance(l, numbers.Integral)
            or not -num_layers <= l < num_layers]
     if bad or not layers:
         raise ValueError(f"layers must be a non-empty list of layer indices in 0..{num_layers - 1}"
                          f", got {layers!r}")
-    out = sorted({l % num_layers for l in layers})
-    return out
+    return sorted({int(l) % num_layers for l in layers})
 
 
-def _check_inputs(inputs: Tensor, input_size: int) -> None:
-    check_input(inputs, input_size, name="inputs")
-    if inputs.shape[0] < 2 or inputs.shape[1] == 0:
-        raise ValueError(f"inputs must hold at least 2 sequences of at least 1 step "
-                         f"(VAA* compares sequences), got shape {tuple(inputs.shape)}")
+def _prepare(model: nn.Module, inputs: Tensor, name: str) -> tuple[DeepRNN, Tensor]:
+    """:func:`~.jacobians.prepare`, and at least 2 sequences (VAA* compares them)."""
+    net, inputs = prepare(model, inputs, name=name)
+    if inputs.shape[0] < 2:
+        raise ValueError(f"{name} must hold at least 2 sequences of at least 1 step (VAA* "
+                         f"compares sequences), got {inputs.shape[0]} (shape "
+                         f"{tuple(inputs.shape)} batch-first)")
+    return net, inputs
+
+
+def _warmup_options(model: nn.Module, **given: Any) -> dict[str, Any]:
+    """Every option checked and normalised, defaults filled in; the model's kind and weights
+    checked too."""
+    unknown = sorted(set(given) - set(WARMUP_OPTIONS))
+    if unknown:
+        raise TypeError(f"unknown warm-up option(s) {', '.join(unknown)}; valid: "
+                        f"{', '.join(WARMUP_OPTIONS)}")
+    o = {**WARMUP_OPTIONS, **given}
+    net = as_deep_rnn(model)
+    s_max, s_increment = _check_curriculum(o["s_max"], o["s_increment"])
+    opts = {
+        "target": _check_target(o["target"]),
+        "steps": check_int("steps", o["steps"]),
+        "lr": check_positive("lr", o["lr"]),
+        "batch": check_int("batch", o["batch"], low=2),
+        "s_max": s_max, "s_increment": s_increment,
+        "layers": _check_layers(o["layers"], net.num_layers),
+        "eps": check_positive("eps", o["eps"]),
+        "measure_steps": check_int("measure_steps", o["measure_steps"], low=0),
+        "max_seconds": None if o["max_seconds"] is None else
+        check_positive("max_seconds", o["max_seconds"]),
+        "seed": check_seed(o["seed"]),
+        "progress": check_bool("progress", o["progress"]),
+    }
+    check_finite_weights(model)
+    return opts
+
+
+def check_warmup_args(model: nn.Module, **options: Any) -> None:
+    """Raise what :func:`warmup` would raise for these options on ``model``, without touching
+    the model or doing any work (the training CLI calls it before it creates a run directory).
+    ``options`` are :func:`warmup`'s keyword arguments.
+
+    Raises:
+        TypeError: an unknown option (the message lists the valid ones), an option of the
+            wrong kind, or a model without recurrent layers.
+        ValueError: a bad option value (e.g. ``layers`` the model does not have), NaN/Inf
+            weights.
+
+    Example:
+        >>> check_warmup_args(torch.nn.GRU(1, 8), steps=50, lr=1e-2) is None
+        True
+        >>> check_warmup_args(torch.nn.GRU(1, 8), batch=1)
+        Traceback (most recent call last):
+        ...
+        ValueError: batch must be an int >= 2, got 1
+    """
+    _warmup_options(model, **options)
 
 
 # --------------------------------------------------------------------------- the verb
@@ -310,8 +389,29 @@ def _measure(model: DeepRNN, held: Tensor, steps: int, eps: float, seed: int):
     return vaa(model, held, steps=steps, eps=eps, seed=seed) if steps else None
 
 
+def _diverged(k: int, opts: dict, why: str) -> NonFiniteError:
+    return NonFiniteError(f"warm-up diverged at step {k + 1}: {why}. The model's original "
+                          f"weights were restored; lower lr (now {opts['lr']:g}) or s_max (now "
+                          f"{opts['s_max']})")
+
+
+def _step(net, opt, params, batch: Tensor, S: int, layers, opts, gen, budget: TimeBudget,
+          k: int) -> tuple[float, Tensor]:
+    """One warm-up step; the loss and the VAA* of every warmed layer before it."""
+    stars = _vaa_star_terms(net, batch, S, layers, opts["eps"], gen, budget.check)
+    loss = warmup_loss(stars, opts["target"])
+    if not bool(torch.isfinite(loss)):
+        raise _diverged(k, opts, f"the loss became {float(loss.detach())}")
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    if not all(bool(torch.isfinite(p).all()) for p in params):
+        raise _diverged(k, opts, "the update made weights NaN/Inf")
+    return loss.item(), stars.detach()
+
+
 def _loop(net: DeepRNN, inputs: Tensor, layers: list[int], opts: dict,
-          report: WarmupReport, bar) -> None:
+          report: WarmupReport, bar, budget: TimeBudget) -> None:
     cold = {id(p) for p in _cold_params(net, layers)}
     params = [p for l in layers for p in _warm_part(net.cells[l]).parameters()
               if p.requires_grad and id(p) not in cold]
@@ -319,32 +419,35 @@ def _loop(net: DeepRNN, inputs: Tensor, layers: list[int], opts: dict,
     gen = torch.Generator().manual_seed(opts["seed"])
     batches = _batches(len(inputs), min(opts["batch"], len(inputs)), gen)
     for k in range(opts["steps"]):
+        if not budget.fits():
+            break
+        t0 = time.perf_counter()
         S = curriculum_length(k, gen, s_max=opts["s_max"], s_increment=opts["s_increment"])
-        stars = _vaa_star_terms(net, inputs[next(batches)], S, layers, opts["eps"], gen)
-        loss = warmup_loss(stars, opts["target"])
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"warm-up loss became {float(loss)} at step {k}; lower "
-                                     f"lr (now {opts['lr']}) or s_max (now {opts['s_max']})")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        stars = stars.detach()
-        report.history.append({"S": S, "loss": loss.item(), "vaa_star": stars.tolist()})
+        try:
+            loss, stars = _step(net, opt, params, inputs[next(batches)], S, layers, opts, gen,
+                                budget, k)
+        except OutOfTime:
+            break
+        report.history.append({"S": S, "loss": loss, "vaa_star": stars.tolist()})
         report.steps = k + 1
         bar.update(1)
         bar.set_postfix(vaa_star=f"{float(stars.mean()):.3f}")
+        budget.record(time.perf_counter() - t0)
+    report.out_of_time = budget.exhausted
 
 
 def warmup(model: nn.Module, inputs: Tensor, *, target: float = 0.95, steps: int = 100,
            lr: float = 1e-2, batch: int = 32, s_max: int = 200, s_increment: int = 10,
            layers: Sequence[int] | None = None, eps: float = EPS,
-           measure_steps: int = 10000, seed: int = 0, progress: bool = False) -> WarmupReport:
+           measure_steps: int = 10000, max_seconds: float | None = None, seed: int = 0,
+           progress: bool = False) -> WarmupReport:
     """Warm ``model`` up in place so its reachable states stay in many attractors.
 
     Args:
         model: a DeepRNN (of any cells; double layers warm their first half only) or a
             ``torch.nn.GRU/LSTM/RNN`` (changed in place through shared Parameters).
-        inputs: task input sequences only, ``(N, T, D)`` batch-first, ``N >= 2``.
+        inputs: task input sequences only, ``(N, T, D)`` batch-first, ``N >= 2`` (``(T, N, D)``
+            for a torch module with ``batch_first=False``).
         target: VAA* target in ``(0, 1]`` (paper: 0.95).
         steps: Adam steps (paper: 100). lr: Adam learning rate (paper: 1e-2).
         batch: sequences per step (>= 2; paper 32; capped at ``N``).
@@ -353,14 +456,21 @@ def warmup(model: nn.Module, inputs: Tensor, *, target: float = 0.95, steps: int
         eps: attractor distance (1e-4).
         measure_steps: constant-input steps of the before / after VAA measure (SPEC 1.5:
             10000) on the first 32 sequences; 0 skips the measure.
+        max_seconds: optional time budget of the whole call, the before / after measure
+            included (its cost is kept in reserve; only a before measure longer than the
+            budget overruns it).
         seed: seeds batches, prefixes, constant inputs and curriculum. progress: a tqdm bar.
 
     Returns:
         A :class:`WarmupReport` (VAA and attractor count before and after, VAA* history).
 
     Raises:
-        ValueError: target outside (0, 1], steps < 1, batch < 2, bad inputs / layers / options.
-        TypeError: ``model`` has no recurrent layers. FloatingPointError: the loss diverged.
+        ValueError: target outside (0, 1], steps < 1, batch < 2, bad inputs / layers / options
+            (all checked by :func:`check_warmup_args` first), NaN/Inf weights;
+            ``NonFiniteError`` (also a ``FloatingPointError``) when a step diverges. On any
+            error the model keeps its original weights.
+        TypeError: ``model`` has no recurrent layers; an unknown option or one of the wrong
+            kind.
 
     Example:
         >>> gru = torch.nn.GRU(1, 32, num_layers=2, batch_first=True)
@@ -368,19 +478,27 @@ def warmup(model: nn.Module, inputs: Tensor, *, target: float = 0.95, steps: int
         >>> report.vaa_after > report.vaa_before
         True
     """
-    _check_options(target, steps, lr, batch, s_max, s_increment, eps, measure_steps)
-    net = as_deep_rnn(model)
-    _check_inputs(inputs, net.input_size)
-    layers = _check_layers(layers, net.num_layers)
-    t0 = time.perf_counter()
-    held = inputs[:MEASURE_SEQUENCES]
+    given, start = dict(locals()), time.perf_counter()
+    opts = _warmup_options(model, **{name: given[name] for name in WARMUP_OPTIONS})
+    net, inputs = _prepare(model, inputs, "inputs")
+    with transaction(model):
+        return _run(net, inputs, opts, TimeBudget(opts["max_seconds"], start))
+
+
+def _run(net: DeepRNN, inputs: Tensor, opts: dict, budget: TimeBudget) -> WarmupReport:
+    layers, held = opts["layers"], inputs[:MEASURE_SEQUENCES]
     partial = any(isinstance(net.cells[l], DoubleCell) for l in layers)
-    report = WarmupReport(float(target), layers, partial,
-                          _measure(net, held, measure_steps, eps, seed))
-    opts = {"target": float(target), "steps": steps, "lr": lr, "batch": batch,
-            "s_max": s_max, "s_increment": s_increment, "eps": eps, "seed": seed}
-    with tqdm(total=steps, disable=not progress, desc="warm-up") as bar:
-        _loop(net, inputs, layers, opts, report, bar)
-    report.after = _measure(net, held, measure_steps, eps, seed)
-    report.seconds = time.perf_counter() - t0
+    t_measure = time.perf_counter()
+    measure = (opts["measure_steps"], opts["eps"], opts["seed"])
+    report = WarmupReport(opts["target"], layers, partial, _measure(net, held, *measure))
+    budget.reserve = 1.25 * (time.perf_counter() - t_measure)  # the after measure
+    with tqdm(total=opts["steps"], disable=not opts["progress"], desc="warm-up") as bar:
+        _loop(net, inputs, layers, opts, report, bar, budget)
+    report.after = report.before if report.steps == 0 else _measure(net, held, *measure)
+    report.seconds = time.perf_counter() - budget.start
     return report
+
+
+# the options of warmup and their defaults: its signature is their one home
+WARMUP_OPTIONS = {name: p.default for name, p in inspect.signature(warmup).parameters.items()
+                  if p.kind is p.KEYWORD_ONLY}
