@@ -7,8 +7,15 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from stablernn._checks import (NonFiniteWeightsError, check_choice, check_finite,
-                               check_finite_weights, check_float, check_int, check_positive)
+from stablernn._checks import (
+    NonFiniteWeightsError,
+    check_choice,
+    check_finite,
+    check_finite_weights,
+    check_float,
+    check_int,
+    check_positive,
+)
 from stablernn._transaction import transaction
 
 
@@ -27,7 +34,7 @@ def test_check_int_accepts_numpy_ints():
 @pytest.mark.parametrize("value, error", [
     (math.nan, ValueError), (math.inf, ValueError), (-math.inf, ValueError), (0.0, ValueError),
     (-1e-9, ValueError), (False, TypeError), ("0.1", TypeError), (None, TypeError),
-    (torch.tensor([1.0, 2.0]), TypeError)])
+    (torch.tensor([1.0, 2.0]), TypeError), (10**400, ValueError)])
 def test_check_positive_refuses(value, error):
     with pytest.raises(error, match="lr"):
         check_positive("lr", value)
@@ -69,14 +76,13 @@ def _state(module):
 def test_transaction_restores_values_objects_and_flags():
     model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
     before, weight = _state(model), model[0].weight
-    with pytest.raises(RuntimeError, match="part-way"):
-        with transaction(model):
-            with torch.no_grad():
-                model[0].weight.mul_(math.nan)
-            model[0].bias.requires_grad_(False)
-            model[0].weight = nn.Parameter(torch.ones(4, 3))  # a replaced Parameter object
-            model[1].running_mean.fill_(7.0)
-            raise RuntimeError("failed part-way")
+    with pytest.raises(RuntimeError, match="part-way"), transaction(model):
+        with torch.no_grad():
+            model[0].weight.mul_(math.nan)
+        model[0].bias.requires_grad_(False)
+        model[0].weight = nn.Parameter(torch.ones(4, 3))  # a replaced Parameter object
+        model[1].running_mean.fill_(7.0)
+        raise RuntimeError("failed part-way")
     after = _state(model)
     assert model[0].weight is weight and model[0].bias.requires_grad
     assert all(torch.equal(before[k], after[k]) for k in before)
@@ -84,20 +90,18 @@ def test_transaction_restores_values_objects_and_flags():
 
 def test_transaction_keeps_changes_on_success():
     lin = nn.Linear(2, 2)
-    with transaction(lin):
-        with torch.no_grad():
-            lin.weight.fill_(3.0)
+    with transaction(lin), torch.no_grad():
+        lin.weight.fill_(3.0)
     assert torch.all(lin.weight == 3.0)
 
 
 def test_transaction_restores_on_keyboard_interrupt():
     lin = nn.Linear(2, 2)
     before = _state(lin)
-    with pytest.raises(KeyboardInterrupt):
-        with transaction(lin):
-            with torch.no_grad():
-                lin.weight.zero_()
-            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt), transaction(lin):
+        with torch.no_grad():
+            lin.weight.zero_()
+        raise KeyboardInterrupt
     assert torch.equal(lin.weight, before["weight"])
 
 
@@ -105,9 +109,8 @@ def test_transaction_snapshot_of_parametrised_module_restores_original():
     lin = nn.Linear(3, 3)
     parametrize.register_parametrization(lin, "weight", nn.Identity())
     before = lin.parametrizations.weight.original.detach().clone()
-    with pytest.raises(ValueError):
-        with transaction(lin):
-            with torch.no_grad():
-                lin.parametrizations.weight.original.fill_(math.nan)
-            raise ValueError("bad")
+    with pytest.raises(ValueError), transaction(lin):
+        with torch.no_grad():
+            lin.parametrizations.weight.original.fill_(math.nan)
+        raise ValueError("bad")
     assert torch.equal(lin.parametrizations.weight.original, before)

@@ -10,9 +10,19 @@ import torch
 from torch import Tensor, nn
 
 from stablernn import Cell, DeepRNN
-from stablernn.stability import (diagnose, diagnose_file, gradient_flow, load_model,
-                                 local_maps, lyapunov_exponents, maps_at, radii, radius, radius_all,
-                                 vaa)
+from stablernn.stability import (
+    diagnose,
+    diagnose_file,
+    gradient_flow,
+    load_model,
+    local_maps,
+    lyapunov_exponents,
+    maps_at,
+    radii,
+    radius,
+    radius_all,
+    vaa,
+)
 
 
 class _S(NamedTuple):
@@ -274,10 +284,24 @@ def test_diagnose_writes_plots_and_json(tmp_path):
     data = json.loads((tmp_path / "d" / "diagnostics.json").read_text())
     assert data["radii"]["steps"] == [0, 4, 7] and len(data["gradient_flow"]["norms"]) == 2
     torch.save(gru, tmp_path / "model.pt")
-    assert isinstance(load_model(tmp_path / "model.pt"), nn.GRU)
+    with pytest.raises(ValueError, match="trust_pickle"):  # a pickle runs code: opt in
+        load_model(tmp_path / "model.pt")
+    assert isinstance(load_model(tmp_path / "model.pt", trust_pickle=True), nn.GRU)
     res = diagnose_file(tmp_path / "model.pt", tmp_path / "e", batch=3, seq_len=5,
-                        vaa_steps=10, plots=False)
+                        vaa_steps=10, plots=False, trust_pickle=True)
     assert res["input_shape"] == [3, 5, 2]
     torch.save(gru.state_dict(), tmp_path / "sd.pt")
     with pytest.raises(TypeError, match="not a model"):
-        load_model(tmp_path / "sd.pt")
+        load_model(tmp_path / "sd.pt", trust_pickle=True)
+
+
+def test_diagnose_follows_batch_first_of_a_torch_module(tmp_path):
+    torch.manual_seed(7)
+    bf = nn.GRU(2, 6, num_layers=2, batch_first=True)
+    tm = nn.GRU(2, 6, num_layers=2, batch_first=False)
+    tm.load_state_dict(bf.state_dict())
+    x = torch.randn(3, 9, 2)  # (B, T, D)
+    a = diagnose(bf, x, tmp_path / "a", vaa_steps=10, max_steps=3, plots=False)
+    b = diagnose(tm, x.transpose(0, 1), tmp_path / "b", vaa_steps=10, max_steps=3, plots=False)
+    assert a["input_shape"] == b["input_shape"] == [3, 9, 2]
+    assert a["radii"] == b["radii"] and a["time_eigenvalues"] == b["time_eigenvalues"]

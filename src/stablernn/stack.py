@@ -15,8 +15,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
-from ._checks import check_choice, check_float
-from .cells.base import Cell, State, check_bool, check_input, check_size, check_state, make_cell
+from ._checks import check_bool, check_choice, check_float
+from .cells.base import Cell, State, check_input, check_size, check_state, make_cell
 from .cells.gru import GRUCell
 from .cells.lstm import LSTMCell
 from .cells.rnn import RNNCell

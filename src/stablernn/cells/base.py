@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .._checks import check_bool, check_int  # noqa: F401  (check_bool: re-exported)
+from .._checks import check_int
 
 State = tuple  # a NamedTuple of (B, n_i) tensors
 

@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .._checks import check_choice
-from .base import Cell, check_bool, register_cell
+from .._checks import check_bool, check_choice
+from .base import Cell, register_cell
 
 
 class RNNState(NamedTuple):

@@ -21,7 +21,7 @@ from .._checks import check_int
 from .._io import atomic_write_text, check_folder
 from ..plotting import new_figure
 from .flow import gradient_flow
-from .jacobians import as_deep_rnn, check_sequence, maps_at
+from .jacobians import _eigvals, as_deep_rnn, maps_at, prepare
 from .lyapunov import lyapunov_exponents
 from .radii import radii
 from .vaa import vaa
@@ -41,7 +41,7 @@ def _time_eigenvalues(model, x: Tensor, max_width: int = 256) -> dict[int, list[
     for m in maps_at(model, x[:1], x.shape[1] - 1, kinds=["time"]):
         if m.n_in <= max_width:
             with torch.no_grad():
-                ev = torch.linalg.eigvals(m.jacobian()[0])
+                ev = _eigvals(m.jacobian()[0], f"time Jacobian of layer {m.layer}")
             out[m.layer] = [[float(e.real), float(e.imag)] for e in ev]
     return out
 
@@ -114,8 +114,7 @@ def diagnose(model: nn.Module, x: Tensor, out_dir: str | os.PathLike, *,
         >>> res = diagnose(torch.nn.GRU(2, 8, num_layers=2), torch.randn(4, 12, 2), "diag")
         >>> print(res["radii_table"])  # doctest: +SKIP
     """
-    model = as_deep_rnn(model)
-    check_sequence(model, x)
+    model, x = prepare(model, x)  # follows a torch module's batch_first; finite weights
     for name, value in (("max_steps", max_steps), ("lyapunov_k", lyapunov_k),
                         ("vaa_steps", vaa_steps)):
         check_int(name, value)

@@ -41,9 +41,10 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .._checks import check_choice, check_finite_weights, check_float, check_int, check_positive
+from .._checks import (check_bool, check_choice, check_finite_weights, check_float, check_int,
+                       check_positive)
 from .._transaction import transaction
-from ..cells.base import check_bool, check_input
+from ..cells.base import check_input
 from ..cells.lru import LRUCell
 from ..plotting import new_axes
 from .jacobians import (

@@ -44,9 +44,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .._checks import check_finite_weights, check_float, check_int, check_positive
+from .._checks import check_bool, check_finite_weights, check_float, check_int, check_positive
 from .._transaction import transaction
-from ..cells.base import Cell, check_bool, flatten_state, unflatten_state
+from ..cells.base import Cell, flatten_state, unflatten_state
 from ..cells.double import DoubleCell
 from ..plotting import new_axes
 from ..stack import DeepRNN
