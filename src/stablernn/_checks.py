@@ -78,6 +78,19 @@ def check_choice(name: str, value: Any, choices: Iterable[Any]) -> Any:
     return value
 
 
+def check_options(what: str, given: Iterable[str], valid: Iterable[str]) -> None:
+    """Refuse option names not in ``valid`` with a TypeError listing the valid ones.
+
+    Example:
+        >>> check_options("LSC", ["steps"], ["steps", "lr"])
+    """
+    valid = list(valid)
+    unknown = sorted(set(given) - set(valid))
+    if unknown:
+        raise TypeError(f"unknown {what} option(s) {', '.join(unknown)}; valid: "
+                        f"{', '.join(valid)}")
+
+
 def check_finite(name: str, x: Tensor) -> Tensor:
     """``x`` if every entry is finite; otherwise a ValueError counting the bad entries."""
     bad = int((~torch.isfinite(x)).sum()) if x.is_floating_point() or x.is_complex() else 0

@@ -42,7 +42,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from .._checks import (check_bool, check_choice, check_finite_weights, check_float, check_int,
-                       check_positive)
+                       check_options, check_positive)
 from .._transaction import transaction
 from ..cells.base import check_input
 from ..cells.lru import LRUCell
@@ -620,10 +620,7 @@ def _method(method: str, model: nn.Module, mlp: bool) -> str:
 def _lsc_options(model: nn.Module, **given: Any) -> dict[str, Any]:
     """Every option checked and normalised, defaults filled in; the model's kind and weights
     checked too (Note [all or nothing])."""
-    unknown = sorted(set(given) - set(LSC_OPTIONS))
-    if unknown:
-        raise TypeError(f"unknown LSC option(s) {', '.join(unknown)}; valid: "
-                        f"{', '.join(LSC_OPTIONS)}")
+    check_options("LSC", given, LSC_OPTIONS)
     o = {**LSC_OPTIONS, **given}
     mlp = _is_mlp(model)
     if not mlp:

@@ -44,7 +44,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .._checks import check_bool, check_finite_weights, check_float, check_int, check_positive
+from .._checks import (check_bool, check_finite_weights, check_float, check_int, check_options,
+                       check_positive)
 from .._transaction import transaction
 from ..cells.base import Cell, flatten_state, unflatten_state
 from ..cells.double import DoubleCell
@@ -327,10 +328,7 @@ def _prepare(model: nn.Module, inputs: Tensor, name: str) -> tuple[DeepRNN, Tens
 def _warmup_options(model: nn.Module, **given: Any) -> dict[str, Any]:
     """Every option checked and normalised, defaults filled in; the model's kind and weights
     checked too."""
-    unknown = sorted(set(given) - set(WARMUP_OPTIONS))
-    if unknown:
-        raise TypeError(f"unknown warm-up option(s) {', '.join(unknown)}; valid: "
-                        f"{', '.join(WARMUP_OPTIONS)}")
+    check_options("warm-up", given, WARMUP_OPTIONS)
     o = {**WARMUP_OPTIONS, **given}
     net = as_deep_rnn(model)
     s_max, s_increment = _check_curriculum(o["s_max"], o["s_increment"])
