@@ -18,15 +18,21 @@ our default the benchmark's best; the reference code's rescale / shuffle heurist
     python benchmarks/bench_lsc.py speed [--hidden 64,128,256] [--threads 1]
     python benchmarks/bench_lsc.py cells [--cells gru,lstm] [--variants lr=0.0072,lr=0.02]
     python benchmarks/bench_lsc.py cells --variants lr=0.02,lr=0.02+rescale=1,lr=0.02+shuffle=1
+    python benchmarks/bench_lsc.py budget [--budgets 60,120]   # max_seconds honoured?
+
+``budget``: wall time of ``lsc_pretrain(max_seconds=B)`` on a 5-layer 512-wide
+``torch.nn.LSTM`` (inputs ``(64, 100, 64)``), as a ratio to B (the Hardening target: <= 1.1).
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
 import sys
+import time
 from unittest import mock
 
 import torch
+from torch import nn
 
 from stablernn import DeepRNN, make_task
 from stablernn.stability import lsc
@@ -135,6 +141,20 @@ def cells(args) -> None:
           ", ".join(f"{v}: {ok[v]}/{total}" for v in variants))
 
 
+def budget(args) -> None:
+    """Wall time of a time-limited LSC call against its budget (the whole call is bounded)."""
+    torch.manual_seed(args.seed)
+    model = nn.LSTM(64, 512, num_layers=5, batch_first=True)
+    x = torch.randn(64, 100, 64)
+    print("| budget s | wall s | wall / budget | updates | out of time |\n|---:|---:|---:|---:|---|")
+    for b in (float(v) for v in args.budgets.split(",")):
+        t0 = time.perf_counter()
+        report = lsc_pretrain(model, x, rho=0.5, max_seconds=b)
+        wall = time.perf_counter() - t0
+        print(f"| {b:.0f} | {wall:.1f} | {wall / b:.2f} | {report.steps} | {report.out_of_time} |",
+              flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=1)
@@ -156,11 +176,13 @@ def main() -> None:
     cp.add_argument("--steps", type=int, default=1000)
     cp.add_argument("--hidden", type=int, default=8)
     cp.add_argument("--T", type=int, default=12)
+    bp = sub.add_parser("budget", help="max_seconds on a 5 x 512 torch.nn.LSTM")
+    bp.add_argument("--budgets", default="60,120")
     args = ap.parse_args()
     if args.bench is None:
         args = ap.parse_args([*sys.argv[1:], "speed"])
     torch.set_num_threads(args.threads)
-    (cells if args.bench == "cells" else speed)(args)
+    {"cells": cells, "budget": budget}.get(args.bench, speed)(args)
 
 
 if __name__ == "__main__":

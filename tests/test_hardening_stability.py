@@ -364,6 +364,11 @@ def test_eval_steps_are_measured_honestly():
 
 # ---------------------------------------------------------------- 6. time budgets
 
+# Budgets of a few seconds: 10 % of the budget plus a fixed slack for one clock check that
+# lands after a slow step on a loaded CI machine (bigger budgets are measured in docs/lsc.md).
+BUDGET, SLACK = 2.0, 0.5
+
+
 @pytest.fixture(scope="module")
 def optimiser_imported():
     # torch imports its compiler stack (~1-10 s on a loaded machine) the first time any
@@ -376,10 +381,10 @@ def test_lsc_honours_max_seconds_including_measurements(optimiser_imported):
     model = nn.GRU(3, 48, 2, batch_first=True)  # ~0.05-0.3 s per update, by machine load
     x = torch.randn(16, 40, 3)
     t0 = time.perf_counter()
-    report = lsc_pretrain(model, x, steps=10_000, max_seconds=1.0, tol=1e-6, batch_size=8,
+    report = lsc_pretrain(model, x, steps=10_000, max_seconds=BUDGET, tol=1e-6, batch_size=8,
                           estimator="exact")
     wall = time.perf_counter() - t0
-    assert wall <= 1.1 + 0.25, (wall, report.steps, report.update_seconds)
+    assert wall <= 1.1 * BUDGET + SLACK, (wall, report.steps, report.update_seconds)
     assert report.seconds <= wall and report.out_of_time and not report.converged
     assert 1 <= report.steps < 10_000 and report.after and report.measured_steps
     assert "stopped at its time budget" in report.message
@@ -388,15 +393,15 @@ def test_lsc_honours_max_seconds_including_measurements(optimiser_imported):
 def test_lsc_budget_cuts_a_long_measurement_short(optimiser_imported):
     torch.manual_seed(0)
     model = nn.GRU(3, 32, 2, batch_first=True)
-    x = torch.randn(8, 200, 3)
+    x = torch.randn(8, 400, 3)
     t0 = time.perf_counter()
-    report = lsc_pretrain(model, x, steps=10_000, max_seconds=0.6, eval_steps=200,
+    report = lsc_pretrain(model, x, steps=10_000, max_seconds=BUDGET, eval_steps=400,
                           batch_size=8, estimator="exact")
     wall = time.perf_counter() - t0
-    assert wall <= 0.66 + 0.25, wall
-    assert 1 <= len(report.measured_steps) < 200
-    assert report.measured_steps[0] == 0  # walked in a spread order: 0, 128, 64, 192, ...
-    assert len(report.measured_steps) == 1 or max(report.measured_steps) >= 128
+    assert wall <= 1.1 * BUDGET + SLACK, wall
+    assert 1 <= len(report.measured_steps) < 400
+    assert report.measured_steps[0] == 0  # walked in a spread order: 0, 256, 128, 384, ...
+    assert len(report.measured_steps) == 1 or max(report.measured_steps) >= 256
     assert set(report.before) == set(report.after)
 
 
@@ -405,9 +410,9 @@ def test_warmup_honours_max_seconds(optimiser_imported):
     model = nn.GRU(3, 16, 2, batch_first=True)
     t0 = time.perf_counter()
     report = warmup(model, torch.randn(16, 20, 3), steps=10_000, s_max=100_000,
-                    s_increment=1_000, measure_steps=200, max_seconds=1.0)
+                    s_increment=1_000, measure_steps=200, max_seconds=BUDGET)
     wall = time.perf_counter() - t0
-    assert wall <= 1.1 + 0.25, (wall, report.steps)
+    assert wall <= 1.1 * BUDGET + SLACK, (wall, report.steps)
     assert report.out_of_time and 1 <= report.steps < 10_000 and report.after is not None
 
 
