@@ -232,6 +232,7 @@ def judge_cli(name: str, argv: list[str], expect: int, w: Path) -> tuple[bool, s
         problems.append(f"left {len(new)} path(s) on disk, e.g. {min(new)}")
     if (w / "PWNED").exists():
         problems.append("ran the pickle payload")
+        (w / "PWNED").unlink()  # charge it to this case only
     last = err.strip().splitlines()[-1] if err.strip() else ""
     return not problems, "; ".join(problems) or last[:150]
 
