@@ -481,7 +481,7 @@ VALID = {  # kind of argument -> predicate of the values it accepts
     "int1": lambda v: _is_int(v) and v >= 1,
     "int0": lambda v: _is_int(v) and v >= 0,
     "int2": lambda v: _is_int(v) and v >= 2,
-    "k_lyapunov": lambda v: _is_int(v) and 1 <= v <= 6,  # the state width (2 layers x 3)
+    "k_lyapunov": lambda v: v is None or (_is_int(v) and 1 <= v <= 6),  # <= the state width
     "discard": lambda v: _is_int(v) and 0 <= v <= 3,  # T = 4 steps
     "opt_int1": lambda v: v is None or (_is_int(v) and v >= 1),
     "pos": lambda v: _is_num(v) and math.isfinite(v) and v > 0,

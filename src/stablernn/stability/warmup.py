@@ -393,10 +393,27 @@ def _diverged(k: int, opts: dict, why: str) -> NonFiniteError:
                           f"{opts['s_max']})")
 
 
+BACKWARD_RATIO = 2.0  # backward through an unroll / its forward, with a margin (measured ~1-1.5)
+
+
+def _step_clock(budget: TimeBudget) -> Callable[[], None]:
+    """The clock of one step's unroll: stop it (OutOfTime) once the backward through what is
+    unrolled so far would no longer fit; the curriculum makes each step's unroll longer than
+    the last, so the previous step's cost does not predict this one."""
+    start = time.perf_counter()
+
+    def clock() -> None:
+        if budget.left() < BACKWARD_RATIO * (time.perf_counter() - start):
+            budget.exhausted = True
+            raise OutOfTime
+
+    return clock
+
+
 def _step(net, opt, params, batch: Tensor, S: int, layers, opts, gen, budget: TimeBudget,
           k: int) -> tuple[float, Tensor]:
     """One warm-up step; the loss and the VAA* of every warmed layer before it."""
-    stars = _vaa_star_terms(net, batch, S, layers, opts["eps"], gen, budget.check)
+    stars = _vaa_star_terms(net, batch, S, layers, opts["eps"], gen, _step_clock(budget))
     loss = warmup_loss(stars, opts["target"])
     if not bool(torch.isfinite(loss)):
         raise _diverged(k, opts, f"the loss became {float(loss.detach())}")
