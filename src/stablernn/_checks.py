@@ -32,6 +32,19 @@ def check_int(name: str, value: Any, *, low: int | None = 1, high: int | None = 
     return value
 
 
+SEED_RANGE = (0, 2 ** 64 - 2)  # torch's generators take < 2**64 (some paths seed + 1)
+
+
+def check_seed(seed: Any, name: str = "seed") -> int:
+    """A seed for a torch generator: an int (not a bool or a float) in :data:`SEED_RANGE`.
+
+    Example:
+        >>> check_seed(0)
+        0
+    """
+    return check_int(name, seed, low=SEED_RANGE[0], high=SEED_RANGE[1])
+
+
 def check_float(name: str, value: Any, *, low: float | None = None, high: float | None = None,
                 low_open: bool = False, high_open: bool = False) -> float:
     """``value`` as a finite float in the given range (NaN, Inf and bools refused).
@@ -89,6 +102,16 @@ def check_options(what: str, given: Iterable[str], valid: Iterable[str]) -> None
     if unknown:
         raise TypeError(f"unknown {what} option(s) {', '.join(unknown)}; valid: "
                         f"{', '.join(valid)}")
+
+
+def all_finite(tensors: Iterable[Tensor]) -> bool:
+    """Whether every entry of every tensor is finite (a state, parameters after an update).
+
+    Example:
+        >>> all_finite([torch.zeros(2), torch.tensor([float("nan")])])
+        False
+    """
+    return all(bool(torch.isfinite(t).all()) for t in tensors)
 
 
 def check_finite(name: str, x: Tensor) -> Tensor:

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .._checks import check_float, check_int
+from .._checks import check_float, check_int, check_seed
 from ..cells.gru import GRUCell, GRUState
 from ..cells.lstm import LSTMCell, LSTMState
 
@@ -32,7 +32,7 @@ def _check(cell, *, q_x: float, c_x: float = 0.0, seed: int = 0, **counts: int) 
         raise TypeError(f"simulation covers LSTMCell and GRUCell, got {type(cell).__name__}")
     check_float("q_x", q_x, low=0.0)
     check_float("c_x", c_x, low=-1.0, high=1.0)
-    check_int("seed", seed, low=0)
+    check_seed(seed)
     for name, value in counts.items():
         check_int(name, value, low=0 if name == "burn" else 1)
 

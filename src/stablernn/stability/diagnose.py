@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .._checks import check_int
+from .._checks import check_int, check_seed
 from .._io import atomic_write_text, check_folder
 from ..plotting import new_figure
 from .flow import gradient_flow
@@ -204,7 +204,7 @@ def random_inputs(model: nn.Module, batch: int = 16, seq_len: int = 32, seed: in
         ValueError, TypeError: ``batch`` or ``seq_len`` < 1, ``seed`` < 0, or not ints.
     """
     batch, seq_len = check_int("batch", batch), check_int("seq_len", seq_len)
-    seed = check_int("seed", seed, low=0)
+    seed = check_seed(seed)
     model = as_deep_rnn(model)
     p = next(model.parameters())
     gen = torch.Generator().manual_seed(seed)

@@ -62,7 +62,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import jvp, vjp, vmap
 
-from .._checks import check_finite_weights, check_int
+from .._checks import all_finite, check_finite_weights, check_int, check_seed
 from ..adapters import from_torch
 from ..cells.base import Cell, State, check_input, flatten_state, unflatten_state
 from ..stack import DeepRNN
@@ -122,14 +122,6 @@ def parse_enum(cls: type[Enum], value: str | Enum, what: str) -> Enum:
     except (ValueError, TypeError):  # TypeError: an unhashable value
         allowed = ", ".join(repr(m.value) for m in cls)
         raise ValueError(f"unknown {what} {value!r}; valid: {allowed}") from None
-
-
-SEED_RANGE = (0, 2 ** 64 - 2)  # seeds are >= 0 across stablernn; torch takes < 2**64 (seed + 1)
-
-
-def check_seed(seed: Any) -> int:
-    """A seed: an int (not a bool or a float) in :data:`SEED_RANGE`."""
-    return check_int("seed", seed, low=SEED_RANGE[0], high=SEED_RANGE[1])
 
 
 _JVP_READY = False
@@ -457,7 +449,7 @@ def check_step(t: int, length: int, name: str = "step") -> int:
 def check_finite_state(states: Sequence[State], t: int) -> None:
     """Raise :class:`NonFiniteError` when a layer's state is NaN/Inf after step ``t``."""
     for l, st in enumerate(states):
-        if not all(bool(torch.isfinite(f).all()) for f in st):
+        if not all_finite(st):
             raise NonFiniteError(f"the state of layer {l} became NaN/Inf at step {t} although "
                                  f"the weights and inputs are finite: the dynamics overflow "
                                  f"(weights too large for this input scale?)")

@@ -41,8 +41,8 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .._checks import (check_bool, check_choice, check_finite_weights, check_float, check_int,
-                       check_options, check_positive)
+from .._checks import (all_finite, check_bool, check_choice, check_finite_weights, check_float,
+                       check_int, check_options, check_positive, check_seed)
 from .._transaction import transaction
 from ..cells.base import check_input
 from ..cells.lru import LRUCell
@@ -56,7 +56,6 @@ from .jacobians import (
     _local_maps,
     _trajectory,
     as_deep_rnn,
-    check_seed,
     parse_enum,
     prepare,
     radius_all,
@@ -383,10 +382,6 @@ def _diverged(step: int, opts: dict, why: object) -> NonFiniteError:
                           f"{opts['lr']:g}){extra}")
 
 
-def _finite_params(params: Sequence[Tensor]) -> bool:
-    return all(bool(torch.isfinite(p).all()) for p in params)
-
-
 def _maps(model, walker, blocks, inputs, opts, gen, warm) -> list[LocalMap]:
     """The maps of the next update: a random MLP batch, or the walker's next step."""
     if blocks is not None:
@@ -416,7 +411,7 @@ def _update(model, params, opt, walker, blocks, inputs, targets, opts, gen, warm
         _rescale(model, means, targets)
     if opts["shuffle"]:
         _shuffle(model, gen)
-    if not _finite_params(params):
+    if not all_finite(params):
         raise _diverged(step, opts, "the update made weights NaN/Inf")
     if walker is not None:
         walker.advance()
@@ -488,7 +483,7 @@ def _lru_rescale_loop(model, held, targets, opts, report, bar, budget) -> None:
         if model.readout is not None and isinstance(model.readout, nn.Linear) and \
                 f"readout {model.num_layers}" in current:
             model.readout.weight.mul_(targets["readout"] / current[f"readout {model.num_layers}"])
-        if not _finite_params(list(model.parameters())):
+        if not all_finite(model.parameters()):
             raise _diverged(step, opts, "the rescaling made weights NaN/Inf")
         budget.record(time.perf_counter() - t0)
 

@@ -16,11 +16,11 @@ import torch
 from torch import Tensor, nn
 from torch.func import jvp, vmap
 
-from .._checks import check_int
+from .._checks import check_int, check_seed
 from ..cells.base import flatten_state, unflatten_state
 from ..plotting import new_axes
 from ..stack import DeepRNN
-from .jacobians import NonFiniteError, _ensure_jvp, _generator, check_k, check_seed, prepare
+from .jacobians import NonFiniteError, _ensure_jvp, _generator, check_k, prepare
 
 __all__ = ["LyapunovSpectrum", "lyapunov_exponents", "stacked_step"]
 

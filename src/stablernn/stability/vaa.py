@@ -14,10 +14,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .._checks import check_int, check_positive
+from .._checks import check_int, check_positive, check_seed
 from ..cells.base import flatten_state
 from ..plotting import new_axes
-from .jacobians import _generator, check_seed, prepare
+from .jacobians import _generator, prepare
 
 __all__ = ["VAAReport", "count_clusters", "vaa"]
 

@@ -44,14 +44,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .._checks import (check_bool, check_finite_weights, check_float, check_int, check_options,
-                       check_positive)
+from .._checks import (all_finite, check_bool, check_finite_weights, check_float, check_int,
+                       check_options, check_positive, check_seed)
 from .._transaction import transaction
 from ..cells.base import Cell, flatten_state, unflatten_state
 from ..cells.double import DoubleCell
 from ..plotting import new_axes
 from ..stack import DeepRNN
-from .jacobians import NonFiniteError, as_deep_rnn, check_seed, prepare
+from .jacobians import NonFiniteError, as_deep_rnn, prepare
 from .lsc import OutOfTime, TimeBudget
 from .vaa import VAAReport, reachable_states, vaa
 
@@ -420,7 +420,7 @@ def _step(net, opt, params, batch: Tensor, S: int, layers, opts, gen, budget: Ti
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
-    if not all(bool(torch.isfinite(p).all()) for p in params):
+    if not all_finite(params):
         raise _diverged(k, opts, "the update made weights NaN/Inf")
     return loss.item(), stars.detach()
 
