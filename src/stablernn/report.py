@@ -25,7 +25,7 @@ from itertools import combinations
 from pathlib import Path
 from typing import Any
 
-from .sweep import CRASH
+from .sweep import CRASH, error_line
 from .train.runs import CHECKPOINT, CONFIG, METRICS, SUMMARY, RunDir
 
 SEED = "run.seed"
@@ -126,7 +126,7 @@ def _read_config(path: Path, problems: list[str]) -> dict | None:
     try:
         Config.from_dict({k: v for k, v in config.items() if k != "hash"})
     except Exception as err:  # noqa: BLE001 - any unreadable config is one damaged run
-        problems.append(f"{CONFIG}: not a stablernn config ({_one_line(err)}); skipped")
+        problems.append(f"{CONFIG}: not a stablernn config ({error_line(err)}); skipped")
         return None
     return config
 
@@ -142,11 +142,6 @@ def _read_metrics(path: Path, problems: list[str]) -> list[dict]:
         problems.append(f"{METRICS}: {damaged} damaged line(s) (cut short, not JSON or "
                         f"without a step) skipped")
     return rows
-
-
-def _one_line(err: BaseException) -> str:
-    lines = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {lines[0] if lines else ''}"
 
 
 def run_status(run: dict) -> str:
@@ -720,7 +715,7 @@ def _try(notes: list[str], what: str, plot: Any, *args: Any, **kwargs: Any) -> b
     try:
         plot(*args, **kwargs)
     except Exception as err:  # noqa: BLE001 - a plot must not sink the report
-        notes.append(f"no {what}: {_one_line(err)}")
+        notes.append(f"no {what}: {error_line(err)}")
         return False
     return True
 

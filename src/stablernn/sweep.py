@@ -317,10 +317,9 @@ def _merge(base: dict, combo: tuple[dict, ...]) -> dict[str, Any]:
 
 
 def _build(trial: dict[str, Any], root: str, varied: list[str]) -> Config:
-    """One trial's :class:`Config`, checked by the config layer and the task's parameter
-    checks; errors name the trial by the values that vary (grid, zip and seed)."""
+    """One trial's :class:`Config`, checked by the config layer (which runs the task's own
+    parameter checks); errors name the trial by the values that vary (grid, zip and seed)."""
     from .registry import registries
-    from .tasks import check_task_params
 
     cfg = Config()
     cfg.run.progress = False  # one bar over trials, not one per trial
@@ -329,11 +328,10 @@ def _build(trial: dict[str, Any], root: str, varied: list[str]) -> Config:
             set_value(cfg, key, copy.deepcopy(value))
         cfg.run.root = root
         validate(cfg, registries())
-        check_task_params(cfg.task.name, cfg.task.size, cfg.task.params)
         _plain_data(cfg)
     except (ValueError, TypeError, AttributeError, KeyError) as err:
         shown = ", ".join(f"{k}={_shown(trial[k])}" for k in varied if k in trial)
-        message = err if isinstance(err, ConfigError) else _one_line(err)
+        message = err if isinstance(err, ConfigError) else first_line(err)
         raise ConfigError(f"trial {{{shown}}}: {message}") from err
     return cfg
 
@@ -342,9 +340,15 @@ def _shown(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, default=str)
 
 
-def _one_line(err: BaseException) -> str:
+def first_line(err: BaseException) -> str:
+    """The first line of an error's message (its type when the message is empty)."""
     text = str(err).strip().splitlines()
     return text[0] if text else type(err).__name__
+
+
+def error_line(err: BaseException) -> str:
+    """``Type: first line``: how crash records and reports name an error."""
+    return f"{type(err).__name__}: {first_line(err)}"
 
 
 def _plain_data(cfg: Config) -> None:
@@ -401,7 +405,7 @@ def run_trial(config: dict) -> dict:
 
 
 def _record_crash(path: Path, cfg: Config, err: Exception) -> dict:
-    record = {"status": "crashed", "error": f"{type(err).__name__}: {_one_line(err)}",
+    record = {"status": "crashed", "error": error_line(err),
               "traceback": traceback.format_exc(), "config_hash": config_hash(cfg),
               "attempts": _attempts(path) + 1, "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
     path.mkdir(parents=True, exist_ok=True)
@@ -670,7 +674,7 @@ def _slurm_executor(submitit: Any, sweep: Sweep, workers: int | None,
     try:
         executor.update_parameters(**{"cpus_per_task": 1, **limit, **params})
     except (NameError, AssertionError, TypeError, ValueError) as err:
-        raise ValueError(f"[slurm] table of sweep {sweep.name}: {_one_line(err)}") from None
+        raise ValueError(f"[slurm] table of sweep {sweep.name}: {first_line(err)}") from None
     return executor, poll
 
 
