@@ -8,6 +8,7 @@ the run directory. A new method registers its own runner and checker here.
 """
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from typing import Any
 
@@ -57,36 +58,18 @@ class PretrainMethod:
         return self._function()(model, inputs, progress=progress, **self.kwargs(cfg))
 
 
-def _lsc() -> Callable:
-    from ..stability.lsc import lsc_pretrain
-
-    return lsc_pretrain
-
-
-def _lsc_check() -> Callable:
-    from ..stability.lsc import check_lsc_args
-
-    return check_lsc_args
-
-
-def _warmup() -> Callable:
-    from ..stability.warmup import warmup
-
-    return warmup
-
-
-def _warmup_check() -> Callable:
-    from ..stability.warmup import check_warmup_args
-
-    return check_warmup_args
+def _lazy(module: str, name: str) -> Callable[[], Callable]:
+    """``name`` of ``stablernn.<module>``, imported on first use."""
+    return lambda: getattr(importlib.import_module(f"stablernn.{module}"), name)
 
 
 PRETRAIN: dict[str, PretrainMethod | None] = {
     "none": None,
     "lsc": PretrainMethod(
-        "LSC pre-training to the Local Stability Condition (rho: pretrain.rho)", _lsc,
-        _lsc_check, fixed={"rho": lambda cfg: cfg.rho}),
+        "LSC pre-training to the Local Stability Condition (rho: pretrain.rho)",
+        _lazy("stability.lsc", "lsc_pretrain"), _lazy("stability.lsc", "check_lsc_args"),
+        fixed={"rho": lambda cfg: cfg.rho}),
     "warmup": PretrainMethod(
-        "warm-up to maximise reachable multistability (VAA*; double layers: partial)", _warmup,
-        _warmup_check),
+        "warm-up to maximise reachable multistability (VAA*; double layers: partial)",
+        _lazy("stability.warmup", "warmup"), _lazy("stability.warmup", "check_warmup_args")),
 }
