@@ -47,30 +47,36 @@ def reference_radii(model, x, steps):
     return {k: sum(v) / len(v) for k, v in out.items()}
 
 
+SEEDS = (0, 1, 2)
+
+
+def held_error(cell: str, L: int, rho: float, seed: int, **opts) -> float:
+    """Largest |radius - rho| of the time and depth maps after LSC with the defaults, measured
+    by :func:`reference_radii` on 16 held sequences the pre-training never saw."""
+    torch.manual_seed(seed)
+    model = DeepRNN.build(cell, 3, 8, L, readout=2)
+    x = torch.randn(48, 12, 3)
+    report = lsc_pretrain(model, x[:32], rho=rho, seed=seed, **{"steps": 300, **opts})
+    measured = reference_radii(model, x[32:], steps=range(0, 12, 2))
+    assert len(measured) == 2 * L - 1, report.table()
+    return max(abs(v - rho) for v in measured.values())
+
+
+def assert_method_reaches(errors: list[float]) -> None:
+    """Acceptance of the method, not of one trajectory (float rounding differs per machine):
+    most seeds within TOL on held sequences, and none far off."""
+    errors = sorted(errors)
+    assert errors[len(errors) // 2] < TOL and errors[-1] < 2 * TOL, errors
+
+
 CASES = [(cell, L, rho) for cell in ("lstm", "gru", "rnn", "rnn_relu", "rnn_sigmoid", "alif",
                                       "lru") for L in (2, 4) for rho in (0.5, 1.0)]
-
-
-LR = {"rnn_sigmoid": 5e-2, "alif": 5e-2}  # saturating / spiking cells need larger steps
-# Spiking radii jump with the spikes (per-sample depth radii 0.45-1.45 in one batch): at rho = 1
-# a 4-layer ALIF stack needs a smaller lr and a larger batch (with lr 5e-2 / batch 8 its depth
-# radii ended 0.1-0.4 short; with these, 0.05 or closer on 2 of 2 seeds; docs/lsc.md).
-SPIKING_RHO_1 = {"lr": 1e-2, "batch_size": 32, "steps": 600}
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("cell,L,rho", CASES, ids=[f"{c}-L{L}-rho{r}" for c, L, r in CASES])
 def test_radii_reach_target(cell, L, rho):
-    torch.manual_seed(0)
-    model = DeepRNN.build(cell, 3, 8, L, readout=2)
-    x = torch.randn(32, 12, 3)
-    opts = {"steps": 300, "lr": LR.get(cell, 2e-2), "batch_size": 8}
-    if (cell, L, rho) == ("alif", 4, 1.0):
-        opts.update(SPIKING_RHO_1)
-    report = lsc_pretrain(model, x, rho=rho, **opts)
-    measured = reference_radii(model, x[:16], steps=range(0, 12, 2))
-    for key, value in measured.items():
-        assert abs(value - rho) < TOL, (key, value, report.table())
+    assert_method_reaches([held_error(cell, L, rho, seed) for seed in SEEDS])
 
 
 REST_OF_ZOO = [(c, r) for c in ("mgu", "brc", "nbrc", "spectral_rnn", "double") for r in (0.5, 1.0)]
@@ -79,25 +85,19 @@ REST_OF_ZOO = [(c, r) for c in ("mgu", "brc", "nbrc", "spectral_rnn", "double") 
 @pytest.mark.slow
 @pytest.mark.parametrize("cell,rho", REST_OF_ZOO, ids=[f"{c}-rho{r}" for c, r in REST_OF_ZOO])
 def test_rest_of_the_zoo_reaches_target_at_depth_2(cell, rho):
-    torch.manual_seed(0)
-    model = DeepRNN.build(cell, 3, 8, 2, readout=2)
-    x = torch.randn(32, 12, 3)
-    report = lsc_pretrain(model, x, rho=rho, steps=300, batch_size=8)
-    for key, value in reference_radii(model, x[:16], steps=range(0, 12, 2)).items():
-        assert abs(value - rho) < TOL, (key, value, report.table())
+    assert_method_reaches([held_error(cell, 2, rho, seed) for seed in SEEDS])
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("cell,L,rho", [("lstm", 1, 1.0), ("gru", 7, 0.5)])
 def test_radii_reach_target_at_depth_1_and_7(cell, L, rho):
-    torch.manual_seed(0)
-    model = DeepRNN.build(cell, 3, 8, L, readout=2)
-    x = torch.randn(32, 12, 3)
-    report = lsc_pretrain(model, x, rho=rho, steps=300, batch_size=8)
-    measured = reference_radii(model, x[:16], steps=range(0, 12, 2))
-    assert len(measured) == 2 * L - 1
-    for key, value in measured.items():
-        assert abs(value - rho) < TOL, (key, value, report.table())
+    assert_method_reaches([held_error(cell, L, rho, seed) for seed in SEEDS])
+
+
+@pytest.mark.slow
+def test_paper_adamw_stays_available():
+    assert_method_reaches([held_error("gru", 2, 0.5, seed, optimizer="adamw", lr=2e-2)
+                           for seed in SEEDS])
 
 
 @pytest.mark.slow
@@ -145,7 +145,7 @@ def test_mlp_depth_10_reaches_radius_one():
             if isinstance(m, nn.Linear):
                 m.weight.mul_(0.5)  # start far from the condition
     x = torch.randn(128, 16)
-    report = lsc_pretrain(mlp, x, steps=400, lr=1e-2, batch_size=32)
+    report = lsc_pretrain(mlp, x, steps=400, batch_size=32)
     h = x[:64]
     for m in mlp:
         if isinstance(m, nn.Linear):

@@ -614,10 +614,33 @@ def _eig_parts(J: Tensor, label: str = "Jacobian"):
 
 def _krylov_parts(matvec, matvec_t, v0: Tensor, w0: Tensor, k: int, restarts: int,
                   vectors: bool, label: str = "Arnoldi Hessenberg matrix"):
+    """``(lam, u, w)``; without ``vectors`` the left eigenvector ``w`` is not computed (None)."""
     lam, u, _ = _ritz(matvec, v0, k, restarts, label)
     if not vectors:
-        return (lam,)
+        return lam, u, None
     return lam, u, _left_eig(matvec_t, lam, w0, k, restarts, label)
+
+
+TIE = 1e-3  # eigenvalues within this relative distance of the radius count as tied
+MAX_TIED = 32
+
+
+def _tied_parts(J: Tensor, label: str = "Jacobian"):
+    """Dominant eigenvalue and the right / left eigenvectors of every eigenvalue tied with it
+    in modulus (Note [tied radius]): ``lam (B,)``, ``U``, ``W`` ``(B, m, n)``, ``weight (B, m)``
+    (``1 / m_b`` for the ``m_b`` tied members of sample ``b``, 0 for padding)."""
+    vals, V = _eig(J, label)  # (B, n), (B, n, n)
+    m = min(MAX_TIED, vals.shape[-1])
+    mags, idx = vals.abs().topk(m, dim=-1)  # (B, m), descending
+    lam = vals.gather(1, idx[:, :1]).squeeze(1)
+    tied = mags >= mags[:, :1] * (1 - TIE)
+    weight = tied / tied.sum(-1, keepdim=True)
+    U = V.gather(2, idx[:, None, :].expand(-1, V.shape[1], -1)).transpose(1, 2)  # (B, m, n)
+    vals_t, Wt = torch.linalg.eig(J.transpose(-1, -2))
+    chosen = vals.gather(1, idx)  # (B, m)
+    j = (vals_t[:, None, :] - chosen[:, :, None]).abs().argmin(-1)  # (B, m)
+    Y = Wt.gather(2, j[:, None, :].expand(-1, Wt.shape[1], -1)).transpose(1, 2)
+    return lam, U, Y.conj(), weight.to(vals.real.dtype)
 
 
 def _starts(like: Tensor, seed: int, warm: tuple[Tensor, Tensor] | None):
@@ -630,7 +653,7 @@ def _starts(like: Tensor, seed: int, warm: tuple[Tensor, Tensor] | None):
 
 def _parts(maps: Sequence[LocalMap], methods: Sequence[Estimator], k: int | None,
            restarts: int, seed: int, vectors: bool,
-           warm: dict | None = None) -> list[tuple[Tensor, ...]]:
+           warm: dict | None = None, tied: bool = False) -> list[tuple[Tensor, ...]]:
     """Per square map ``(lam,)`` or ``(lam, u, w)``, detached: dense eig ("exact") or Arnoldi
     on autograd matvecs ("krylov"; Note [autograd matvecs]). ``warm``: Note [warm starts].
     A non-finite Jacobian / Hessenberg matrix raises (Note [finite before eig])."""
@@ -640,7 +663,8 @@ def _parts(maps: Sequence[LocalMap], methods: Sequence[Estimator], k: int | None
             if method is Estimator.EXACT:
                 J = m.jacobian()
                 if vectors:
-                    out.append(_eig_parts(J, _label(m, "Jacobian")))
+                    parts_fn = _tied_parts if tied else _eig_parts
+                    out.append(parts_fn(J, _label(m, "Jacobian")))
                     continue
                 vals = _eigvals(J, _label(m, "Jacobian"))
                 out.append((vals.gather(1, vals.abs().argmax(-1, keepdim=True)).squeeze(1),))
@@ -650,9 +674,10 @@ def _parts(maps: Sequence[LocalMap], methods: Sequence[Estimator], k: int | None
             kk = check_k(None if k is None else min(k, m.n_in), m.n_in)
             parts = _krylov_parts(*_autograd_matvecs(m), *_starts(m.state_in, seed, got), kk,
                                   restarts, vectors, _label(m, "Arnoldi Hessenberg matrix"))
-            if warm is not None and vectors:
-                warm[(m.kind, m.layer)] = (parts[1], parts[2])
-            out.append(parts)
+            if warm is not None:
+                warm[(m.kind, m.layer)] = (parts[1], parts[1].conj() if parts[2] is None
+                                           else parts[2])
+            out.append(parts if vectors else parts[:1])
     return out
 
 
@@ -705,15 +730,18 @@ def _check_estimator_options(*, k: Any = None, restarts: Any = 1, iters: Any = 3
     check_seed(seed)
 
 
-def _surrogate(lam: Tensor, u: Tensor, w: Tensor, wju: Tensor) -> Tensor:
-    """``|lam|`` whose gradient is the eigenvalue derivative, given ``wju = w^H J u`` in the
-    graph (Note [differentiable radius])."""
-    mag = lam.abs()
+def _surrogate(lam: Tensor, u: Tensor, w: Tensor, wju: Tensor, weight: Tensor) -> Tensor:
+    """``|lam|`` whose gradient is the (cluster-averaged) eigenvalue derivative, given
+    ``wju = w^H J u`` per member ``(B, m)`` in the graph (Notes [differentiable radius],
+    [tied radius])."""
+    mag = lam.abs()[:, None]  # (B, 1): members share the modulus of the dominant eigenvalue
     wu = (w.conj() * u).sum(-1)
     tiny = torch.finfo(mag.dtype).tiny ** 0.5
-    c = lam.conj() / mag.clamp_min(tiny) / torch.where(wu.abs() > tiny, wu, tiny)
-    c = torch.where(torch.isfinite(c) & (mag > tiny) & (wu.abs() > tiny), c, 0)
-    return mag + (c * (wju - wju.detach())).real
+    # conj(lam_j) / |lam_j| per member, from lam_j = w_j^H J u_j / w_j^H u_j
+    lam_j = wju.detach() / torch.where(wu.abs() > tiny, wu, tiny)
+    c = lam_j.conj() / lam_j.abs().clamp_min(tiny) / torch.where(wu.abs() > tiny, wu, tiny)
+    c = torch.where(torch.isfinite(c) & (mag > tiny) & (wu.abs() > tiny), c, 0) * weight
+    return lam.abs() + (c * (wju - wju.detach())).real.sum(-1)
 
 
 def _clean(u: Tensor, w: Tensor) -> tuple[Tensor, Tensor]:
@@ -722,17 +750,24 @@ def _clean(u: Tensor, w: Tensor) -> tuple[Tensor, Tensor]:
     return torch.nan_to_num(u), torch.nan_to_num(w)
 
 
-def _eig_surrogate(m: LocalMap, lam: Tensor, u: Tensor, w: Tensor) -> Tensor:
-    """Differentiable ``|lam|`` with ``w^H J u`` from one batched VJP kept in the graph."""
+def _eig_surrogate(m: LocalMap, lam: Tensor, u: Tensor, w: Tensor,
+                   weight: Tensor | None = None) -> Tensor:
+    """Differentiable ``|lam|`` with ``w^H J u`` from one batched VJP kept in the graph.
+    ``u``, ``w``: ``(B, n)`` or, for a tied cluster, ``(B, m, n)`` with ``weight (B, m)``."""
     u, w = _clean(u, w)
+    if u.dim() == 2:
+        u, w = u[:, None], w[:, None]
+        weight = torch.ones(u.shape[:2], dtype=lam.real.dtype, device=u.device)
     with torch.enable_grad():
         s = m.state_in if m.state_in.requires_grad else m.state_in.detach().requires_grad_()
         y = m.fn(s)
-        probes = torch.stack([w.real, w.imag]).to(y.dtype)  # (2, B, n_out)
+        wt = w.transpose(0, 1)  # (m, B, n)
+        probes = torch.cat([wt.real, wt.imag]).to(y.dtype)  # (2m, B, n_out)
         jtw = torch.autograd.grad(y, s, probes, is_grads_batched=True, create_graph=True)[0]
+    k = u.shape[1]
     # w^H J u = (J^T conj(w)) . u with conj(w) = w.real - i w.imag
-    wju = (torch.complex(jtw[0], -jtw[1]) * u).sum(-1)
-    return _surrogate(lam, u, w, wju).to(m.state_in.dtype)
+    wju = (torch.complex(jtw[:k], -jtw[k:]) * u.transpose(0, 1)).sum(-1).T  # (B, m)
+    return _surrogate(lam, u, w, wju, weight).to(m.state_in.dtype)
 
 
 def exact_radius(m: LocalMap, *, differentiable: bool = False, seed: int = 0) -> Tensor:
@@ -889,7 +924,7 @@ def radius_all(maps: Sequence[LocalMap], estimator: str | Estimator = "auto", *,
                        probes=probes) for m in maps]
     sq = [m.square(seed) for m in maps]
     parts = _parts(sq, [_auto(est, m, differentiable) for m in sq], k, restarts, seed,
-                   vectors=differentiable, warm=warm)
+                   vectors=differentiable, warm=warm, tied=differentiable)
     if differentiable:
         return [_eig_surrogate(m, *p) for m, p in zip(sq, parts)]
     return [p[0].abs().to(m.state_in.dtype) for m, p in zip(sq, parts)]

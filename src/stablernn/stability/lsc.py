@@ -4,10 +4,12 @@ Herranz-Celotti & Rouat, arXiv 2308.12075 (section 2). In a deep RNN the gradien
 corner ``(L, T)`` to node ``(l, t)`` sums over ``C(dt + dl, dt)`` grid paths; with every time and
 depth Jacobian at radius 1 that sum explodes combinatorially, with radius 0.5 it stays bounded
 (``sum_k C(n, k) 0.5^n = 1``). Pre-training walks real input sequences step by step with the
-state carried forward and takes one optimiser step per time step on
-``mean_maps mean_batch (radius - target)^2``; radii come from :mod:`.jacobians` with the
-eigenvalue-derivative gradient (Note [differentiable radius] there), so no model is rebuilt and
-no eigendecomposition is differentiated.
+state carried forward and takes one update per time step that drives every map's batch-mean
+radius toward its target: by default a damped Gauss-Newton step on the radii (Note [radius
+Newton step] in :mod:`.lsc_step`: scale-free, one default for every cell and width), or the
+paper's AdamW on ``mean_maps mean_batch (radius - target)^2`` (``optimizer="adamw"``). Radii
+come from :mod:`.jacobians` with the eigenvalue-derivative gradient (Note [differentiable
+radius] there), so no model is rebuilt and no eigendecomposition is differentiated.
 
 Targets: ``rho`` for time, depth and input maps (``"unbalanced"``: time ``T/(L+T)``, depth and
 input ``L/(L+T)``), 1 for the readout. Feed-forward ``nn.Sequential`` MLPs use per-layer maps
@@ -22,6 +24,15 @@ those steps, so its cost is known and kept in reserve. An update starts only whe
 estimate of one update's cost (``max(last, EMA)``) fits in what is left, and the loss checks the
 clock between maps, abandoning an update that would overrun before anything is applied. Only a
 single measured step or map longer than the budget can overrun it.
+
+Note [stopping rule]: one step's batch-mean radius is noisy (it depends on where the walk is in
+the sequence), so the walk keeps a running mean (EMA weight 0.3). Once every running radius has
+been within ``tol`` for ``patience`` updates, the held sequences are measured exactly as the
+final "after" measurement does; if every held radius is within ``tol`` the call stops with
+``converged = True`` and that measurement is the report's ``after`` (so stopping costs nothing
+extra and ``converged`` speaks of held data); otherwise the walk goes on and checks again
+``4 * patience`` updates later. Without convergence the weights with the lowest mean running
+error are kept.
 
 Note [all or nothing]: every option is validated by :func:`check_lsc_args` (the one home of
 the checks, also called by the training CLI before it creates a run directory), and the method
@@ -60,15 +71,19 @@ from .jacobians import (
     prepare,
     radius_all,
 )
+from .lsc_step import make_step
 from .radii import radii_at
 
-__all__ = ["LSCReport", "OutOfTime", "TimeBudget", "check_lsc_args", "default_lr",
+__all__ = ["LSCReport", "OutOfTime", "TimeBudget", "check_lsc_args",
            "lsc_pretrain", "lsc_targets"]
 
 RECURRENT_NAMES = ("weight_hh", "weight_a", "weight_c")
 INPUT_NAMES = ("weight_ih", "B_re", "B_im")
 METHODS = ("auto", "gradient", "rescale")
-EMA = 0.1  # weight of the newest step in the running radii (Note [running radii])
+OPTIMIZERS = ("newton", "newton_adam", "adamw")
+DEFAULT_LR = {"newton": 0.5, "newton_adam": 0.5, "adamw": 7.2e-3}
+MEASURE_K = 32  # Krylov dimension of the before / after measurement, warm-started (docs/lsc.md)
+EMA = 0.3  # weight of the newest step in the running radii (Note [stopping rule])
 
 
 @dataclass
@@ -78,7 +93,9 @@ class LSCReport:
     Attributes:
         targets: target radius per kind. before / after: batch- and step-mean radius per
             ``"kind layer"`` key, measured with ``eval_estimator`` on held sequences.
-        converged: every radius stayed within ``tol`` for ``patience`` consecutive updates.
+        converged: every held-sequence radius (``after``) is within ``tol`` of its target, checked
+            when the walk's running radii had been within ``tol`` for ``patience`` updates
+            (Note [stopping rule]).
         seconds: the whole call; update_seconds: the updates alone (without measuring before /
             after).
         history: per update, the batch-mean radius of every map (``"kind layer"`` keys).
@@ -250,11 +267,11 @@ def _measure(model: nn.Module, x: Tensor, estimator: str, steps: int, seed: int,
     T = x.shape[1]
     if chosen is None:
         chosen = sorted({round(i * (T - 1) / max(1, steps - 1)) for i in range(min(steps, T))})
-    t0, sums, done = time.perf_counter(), {}, []
+    t0, sums, done, warm = time.perf_counter(), {}, [], {}
     traj = _trajectory(model, x[:, :max(chosen)])
     for t in _spread(chosen):
-        for kind, layer, r in radii_at(model, x, traj[t], t, estimator, list(Kind), seed, None,
-                                       MAX_READOUT):
+        for kind, layer, r in radii_at(model, x, traj[t], t, estimator, list(Kind), seed,
+                                       MEASURE_K, MAX_READOUT, warm=warm):
             sums.setdefault(f"{kind} {layer}", []).append(r)
         done.append(t)
         if time.perf_counter() - t0 > allowance:
@@ -365,14 +382,14 @@ class TimeBudget:
 
 def _loss(maps: list[LocalMap], targets: dict, estimator: str, k: int | None, seed: int,
           warm: dict, budget: TimeBudget):
-    losses, means = [], {}
+    radii, means = [], {}
     for m in maps:  # one map at a time: the clock is checked in between (Note [time budget])
         budget.check()
         r = radius_all([m], estimator, differentiable=True, seed=seed, k=k, restarts=0,
                        warm=warm)[0]
-        losses.append((r - targets[m.kind]).square().mean())
+        radii.append(r)
         means[_key(m)] = float(r.detach().mean())
-    return torch.stack(losses).mean(), means
+    return radii, means
 
 
 def _diverged(step: int, opts: dict, why: object) -> NonFiniteError:
@@ -398,15 +415,13 @@ def _update(model, params, opt, walker, blocks, inputs, targets, opts, gen, warm
     """One LSC update; the batch-mean radius of every map before it."""
     maps = _maps(model, walker, blocks, inputs, opts, gen, warm)
     try:  # one seeded square subset for the whole call (SPEC 1.2), the one _measure reports
-        loss, means = _loss(maps, targets, opts["estimator"], opts["k"], opts["seed"], warm,
-                            budget)
+        radii, means = _loss(maps, targets, opts["estimator"], opts["k"], opts["seed"], warm,
+                             budget)
     except NonFiniteError as err:
         raise _diverged(step, opts, err) from None
-    if not bool(torch.isfinite(loss)):
-        raise _diverged(step, opts, f"the loss became {float(loss.detach())}")
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    opt.step()
+    if not all(math.isfinite(v) for v in means.values()):
+        raise _diverged(step, opts, f"a radius became non-finite ({means})")
+    opt.step(radii, [targets[m.kind] for m in maps])
     if opts["rescale"]:
         _rescale(model, means, targets)
     if opts["shuffle"]:
@@ -418,10 +433,12 @@ def _update(model, params, opt, walker, blocks, inputs, targets, opts, gen, warm
     return means
 
 
-def _gradient_loop(model, params, walker, blocks, inputs, targets, opts, report, bar, budget):
-    opt = torch.optim.AdamW(params, lr=opts["lr"], weight_decay=opts["weight_decay"])
+def _gradient_loop(model, params, walker, blocks, inputs, targets, opts, report, bar, budget,
+                   confirm):
+    """Updates until the held radii are confirmed on target (Note [stopping rule])."""
+    opt = make_step(opts["optimizer"], params, opts["lr"], opts["weight_decay"])
     gen = torch.Generator().manual_seed(opts["seed"])
-    best, best_state, streak = math.inf, None, 0
+    best, best_state, streak, wait = math.inf, None, 0, 0
     ema: dict[str, float] = {}
     warm: dict = {}  # Arnoldi warm starts between consecutive steps (Note [warm starts])
     for step in range(opts["steps"]):
@@ -434,8 +451,6 @@ def _gradient_loop(model, params, walker, blocks, inputs, targets, opts, report,
         except OutOfTime:
             break
         report.history.append(means)
-        # Note [running radii]: one step's batch-mean radius is noisy (it depends on where the
-        # walk is in the sequence); stopping and best-weight decisions use a running mean.
         ema = {k: v if k not in ema else (1 - EMA) * ema[k] + EMA * v for k, v in means.items()}
         errs = [abs(v - targets[k.split()[0]]) for k, v in ema.items()]
         err, mean_err = max(errs), sum(errs) / len(errs)
@@ -447,9 +462,13 @@ def _gradient_loop(model, params, walker, blocks, inputs, targets, opts, report,
         bar.set_postfix(max_err=f"{err:.3f}")
         report.steps = step + 1
         budget.record(time.perf_counter() - t0)
-        if streak >= opts["patience"]:
-            report.converged = True
-            break
+        wait -= 1
+        if streak >= opts["patience"] and wait <= 0 and budget.left() > budget.reserve:
+            report.after = confirm()
+            if report.max_error() <= opts["tol"]:
+                report.converged, report.best_step = True, step
+                break
+            wait, report.after = 4 * opts["patience"], {}  # not yet: walk on before re-checking
     report.out_of_time = budget.exhausted and not report.converged
     if best_state is not None and not report.converged:
         model.load_state_dict(best_state)
@@ -488,39 +507,12 @@ def _lru_rescale_loop(model, held, targets, opts, report, bar, budget) -> None:
         budget.record(time.perf_counter() - t0)
 
 
-def default_lr(model: nn.Module, base: float = 2e-2, width0: int = 64) -> float:
-    """LSC's default AdamW learning rate: ``base`` up to ``width0`` units in the widest layer,
-    ``base * (width0 / width)^2`` above (Note [width-scaled lr]): 5e-3 at 128, 1.25e-3 at 256.
-
-    Example:
-        >>> default_lr(torch.nn.GRU(3, 256, num_layers=4))
-        0.00125
-    """
-    if _is_mlp(model):
-        width = max(m.out_features for m in model if isinstance(m, nn.Linear))
-    else:
-        width = max(c.hidden_size for c in as_deep_rnn(model).cells)
-    return base * min(1.0, width0 / width) ** 2
-
-
-# Note [width-scaled lr]: Adam moves every weight by about lr per update whatever its gradient's
-# size, and a unit's pre-activation sums fan_in such moves, so one lr changes a wide layer's
-# gates much faster than a narrow one's. On 4-layer GRUs fed copy-task inputs
-# (benchmarks/bench_lsc.py) a fixed 2e-2 saturates the update gates of 128- and 256-unit layers
-# (z -> 1, where the time radius sticks at 1 with no gradient) and never reaches rho = 0.5;
-# so do 1e-2 at 128 units and 7.2e-3 and 5e-3 at 256. 5e-3 at 128 and 2.5e-3 or 1.25e-3 at 256
-# reach it (65, 99 and 159 updates). Up to 64 units the lr stays 2e-2: fastest on narrow stacks,
-# and on spike-latency digits a 2-layer 64-unit GRU pre-trained to rho = 1 with 2e-2 learned
-# (0.52 / 0.60 test accuracy, seeds 0 / 1) where the same radii reached with 1e-2 did not
-# (0.07 / 0.07): the radii do not pin the weights down, and the path matters.
-
-
 def lsc_pretrain(model: nn.Module, inputs: Tensor, *, rho: float | str = 0.5,
                  targets: dict[str, float] | None = None, estimator: str = "auto",
-                 k: int | None = 16, method: str = "auto", steps: int = 1000,
-                 lr: float | None = None,
-                 weight_decay: float = 1e-4, batch_size: int = 16, tol: float = 0.08,
-                 patience: int = 20, max_seconds: float | None = None, rescale: bool = False,
+                 k: int | None = 8, method: str = "auto", steps: int = 1000,
+                 optimizer: str = "newton", lr: float | None = None,
+                 weight_decay: float = 1e-4, batch_size: int = 16, tol: float = 0.05,
+                 patience: int = 5, max_seconds: float | None = None, rescale: bool = False,
                  shuffle: bool = False, eval_steps: int = 8, eval_estimator: str = "auto",
                  seed: int = 0, progress: bool = False) -> LSCReport:
     """Pre-train ``model`` in place so every local Jacobian radius sits at its LSC target.
@@ -535,13 +527,15 @@ def lsc_pretrain(model: nn.Module, inputs: Tensor, *, rho: float | str = 0.5,
         estimator: radius estimator for the loss ("auto": exact eigendecomposition up to 64
             units, Arnoldi above; see :func:`~stablernn.stability.radius_all`).
         k: Krylov dimension when Arnoldi is used; it starts from the previous step's
-            eigenvectors, so 16 is enough (see docs/lsc.md for the accuracy measured).
+            eigenvectors, so 8 is enough (see docs/lsc.md for the accuracy measured).
         method: "gradient", "rescale" (LRU only, gradient-free) or "auto" (rescale for LRU
             stacks, gradient otherwise).
-        steps: budget of updates (one per time step walked). lr, weight_decay: AdamW; lr
-            defaults to :func:`default_lr` of the widest layer (Note [width-scaled lr]).
-        batch_size: sequences walked in parallel. tol, patience: stop once every batch-mean
-            radius is within ``tol`` of its target for ``patience`` consecutive updates.
+        steps: budget of updates (one per time step walked).
+        optimizer: "newton" (default; Note [radius Newton step] in ``lsc_step``: ``lr`` is the
+            fraction of every map's residual removed per update, default 0.5, the same for
+            every cell and width) or "adamw" (the paper's; ``lr`` default 7.2e-3).
+        lr: see ``optimizer``. weight_decay: AdamW only.
+        batch_size: sequences walked in parallel. tol, patience: Note [stopping rule].
         max_seconds: optional time budget of the whole call, measurements included (Note
             [time budget]). rescale, shuffle: the reference code's heuristics.
         eval_steps, eval_estimator: how the before / after radii are measured (held batch,
@@ -594,10 +588,17 @@ def _run(net, inputs, held, walker, blocks, tgt, opts, budget) -> LSCReport:
             _lru_rescale_loop(net, held, tgt, opts, report, bar, budget)
         else:
             params = [p for p in net.parameters() if p.requires_grad]
-            _gradient_loop(net, params, walker, blocks, inputs, tgt, opts, report, bar, budget)
+
+            def confirm() -> dict[str, float]:
+                return _measure(net, held, opts["eval_estimator"], opts["eval_steps"],
+                                opts["seed"], chosen=chosen)[0]
+            _gradient_loop(net, params, walker, blocks, inputs, tgt, opts, report, bar, budget,
+                           confirm)
     report.update_seconds = time.perf_counter() - t_updates
-    report.after = dict(before) if report.steps == 0 else _measure(
-        net, held, opts["eval_estimator"], opts["eval_steps"], opts["seed"], chosen=chosen)[0]
+    if not report.after:
+        report.after = dict(before) if report.steps == 0 else _measure(
+            net, held, opts["eval_estimator"], opts["eval_steps"], opts["seed"],
+            chosen=chosen)[0]
     report.seconds = time.perf_counter() - budget.start
     report.message = _message(report)
     return report
@@ -628,7 +629,8 @@ def _lsc_options(model: nn.Module, **given: Any) -> dict[str, Any]:
         "k": None if o["k"] is None else check_int("k", o["k"]),
         "method": _method(check_choice("method", o["method"], METHODS), model, mlp),
         "steps": check_int("steps", o["steps"]),
-        "lr": default_lr(model) if lr is None else check_positive("lr", lr),
+        "optimizer": check_choice("optimizer", o["optimizer"], OPTIMIZERS),
+        "lr": DEFAULT_LR[o["optimizer"]] if lr is None else check_positive("lr", lr),
         "weight_decay": check_float("weight_decay", o["weight_decay"], low=0.0),
         "batch_size": check_int("batch_size", o["batch_size"]),
         "tol": check_positive("tol", o["tol"]),

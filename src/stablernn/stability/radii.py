@@ -92,12 +92,15 @@ def _steps(steps: Sequence[int] | int | None, length: int) -> list[int]:
 
 def radii_at(model: DeepRNN, x: Tensor, states: list, t: int, estimator: str,
              kinds: Sequence[Kind], seed: int, k: int | None,
-             max_readout: int) -> list[tuple[str, int, float]]:
+             max_readout: int, *, restarts: int = 1,
+             warm: dict | None = None) -> list[tuple[str, int, float]]:
     """``(kind, layer, batch-mean radius)`` of every map at step ``t`` from ``states``, the
-    states before it; unchecked (the callers check the model and options once)."""
+    states before it; unchecked (the callers check the model and options once). ``warm``:
+    Arnoldi warm starts kept between calls (Note [warm starts] in jacobians.py)."""
     maps = _local_maps(model, x[:, t], states, kinds, max_readout)
     return [(m.kind, m.layer, float(r.mean()))
-            for m, r in zip(maps, radius_all(maps, estimator, seed=seed, k=k))]  # k capped per map
+            for m, r in zip(maps, radius_all(maps, estimator, seed=seed, k=k,  # k capped per map
+                                             restarts=restarts, warm=warm))]
 
 
 def radii(model: nn.Module, x: Tensor, *, estimator: str = "auto",

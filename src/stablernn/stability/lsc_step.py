@@ -1,0 +1,148 @@
+"""LSC update rules: the scale-free damped Newton step on the radii, and the paper's AdamW.
+
+Note [radius Newton step]: LSC's loss is ``L = mean (r_i - rho_i)^2`` over maps and samples,
+and its minimum is 0 (every radius on target). For a residual ``e = r - rho`` Newton's step
+along the gradient removes ``e`` to first order: ``dtheta = -alpha G`` with
+``alpha = 2 L / ||G||^2`` (then ``dL = -alpha ||G||^2 = -2 L``, which is ``d(e^2) = -2 e^2``).
+The step taken is a fraction ``lr`` of it (``alpha = lr * 2 L / ||G||^2``), the stochastic Polyak
+step (Loizou et al. 2021) written for a least-squares loss. Its size comes from the measured
+sensitivity of the radii, not from a learning rate in weight units, so it is the same rule at 8
+and 1024 units and for every cell: a wide layer whose radius moves a lot per unit of weight
+gets a proportionally small step. Two guards: the step is capped so that no weight tensor moves
+by more than ``max_change`` of its RMS (floor 1e-2 for tensors near 0, e.g. fresh biases), which
+keeps a saturated gate (tiny gradient, large residual) from taking an enormous step; and the
+gradient direction can be preconditioned by Adam's second moments (``precondition=True``), which
+spreads the step over parameters whose gradients differ in scale (measured in
+benchmarks/bench_lsc.py; docs/lsc.md).
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+__all__ = ["AdamWStep", "NewtonStep", "make_step"]
+
+RMS_FLOOR = 1e-2
+
+
+def _solve(A: Tensor, r: Tensor, mu: float) -> Tensor:
+    """``argmin_a ||A a + r||^2 + mu sum_q (A^T A)_qq a_q^2`` (Levenberg-Marquardt; columns
+    without any effect get 0)."""
+    ata = A.T @ A
+    diag = ata.diagonal().clone()
+    live = diag > 1e-30 * float(diag.max().clamp_min(1e-300))
+    a = torch.zeros(A.shape[1], dtype=A.dtype)
+    if bool(live.any()):
+        d = diag[live]
+        sub = ata[live][:, live] + torch.diag(mu * d + 1e-9 * float(d.max()))
+        a[live] = -torch.linalg.solve(sub, A[:, live].T @ r)
+    return a
+
+
+class NewtonStep:
+    """Damped Gauss-Newton step over maps, gains first (Note [radius Newton step]).
+
+    Each map's loss ``L_m`` should fall by ``2 lr L_m`` (Newton on its residual). First a
+    log-gain per weight tensor (``p <- p e^a``) and a shift per vector (``p <- p + b``) are
+    solved for, by least squares on the maps' directional derivatives along them: these move
+    a whole clustered spectrum edge at once, where the dominant eigenvalue's own gradient
+    moves one eigenvalue. What the gains leave is solved along the maps' gradients, least norm.
+    Each tensor's move is capped at ``max_change`` of its RMS (floor 1e-2).
+
+    Example:
+        >>> w = torch.nn.Parameter(torch.tensor([2.0, 0.5]))
+        >>> step = NewtonStep([w], lr=1.0, mu=0.0, max_change=10.0, max_gain=10.0)
+        >>> step.step([w.sum()[None]], [1.0])
+        >>> round(float(w.sum()), 3)  # a linear residual is removed in one step
+        1.0
+    """
+
+    def __init__(self, params: Sequence[Tensor], lr: float = 0.5, mu: float = 0.1,
+                 max_change: float = 0.2, max_gain: float = 0.2, gains: str = "all",
+                 tol: float = 0.08) -> None:
+        self.params = list(params)
+        self.gains, self.tol = gains, tol
+        self.lr, self.mu, self.max_change, self.max_gain = lr, mu, max_change, max_gain
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for p in self.params:
+            p.grad = None
+
+    def _rows(self, residuals: Sequence[Tensor]) -> list[list[Tensor | None]]:
+        """Per map, the gradient of its residual per tensor (None where it does not reach)."""
+        return [list(torch.autograd.grad(e, self.params, retain_graph=i < len(residuals) - 1,
+                                         allow_unused=True)) for i, e in enumerate(residuals)]
+
+    def _directions(self) -> list[tuple[int, Tensor]]:
+        """(tensor index, direction): the tensor itself (gain), and ones for vectors (shift)."""
+        out = [(j, p.detach()) for j, p in enumerate(self.params) if bool(p.detach().any())]
+        return out + [(j, torch.ones_like(p)) for j, p in enumerate(self.params) if p.dim() == 1]
+
+    @torch.no_grad()
+    def step(self, radii: Sequence[Tensor], targets: Sequence[float]) -> None:
+        """One update from each map's per-sample radii ``(B,)`` (in the graph; consumed)."""
+        with torch.enable_grad():
+            residuals = [r.mean() - t for r, t in zip(radii, targets)]
+        rows, M = self._rows(residuals), len(residuals)
+        r = torch.tensor([self.lr * float(e) for e in residuals], dtype=torch.float64)
+        dirs = self._directions()
+        A = torch.zeros(M, len(dirs), dtype=torch.float64)
+        G = torch.zeros(M, M, dtype=torch.float64)
+        stacks = {}  # tensor index -> (maps reaching it, their gradients as rows)
+        for j, p in enumerate(self.params):
+            maps = [m for m in range(M) if rows[m][j] is not None]
+            if maps:
+                R = torch.stack([rows[m][j].reshape(-1) for m in maps])
+                stacks[j] = (maps, R)
+                idx = torch.tensor(maps)
+                G[idx[:, None], idx[None, :]] += (R @ R.T).double()
+        for q, (j, d) in enumerate(dirs):
+            if j in stacks:
+                maps, R = stacks[j]
+                A[torch.tensor(maps), q] = (R @ d.reshape(-1)).double()
+        if self.gains == "none":
+            a = torch.zeros(len(dirs), dtype=torch.float64)
+        else:
+            keep = torch.tensor([self.gains == "all" or abs(float(e)) > self.tol
+                                 for e in residuals])
+            a = _solve(A, torch.where(keep, r, 0.0), self.mu).clamp(-self.max_gain,
+                                                                    self.max_gain)
+        c = _solve(G, r + A @ a, self.mu)  # what the gains leave, along the maps' gradients
+        for j, p in enumerate(self.params):
+            d = torch.zeros_like(p)
+            if j in stacks:
+                maps, R = stacks[j]
+                d += (c[torch.tensor(maps)].to(R.dtype) @ R).reshape(p.shape)
+            for (jj, direction), aq in zip(dirs, a.tolist()):
+                if jj == j and aq:
+                    d += aq * direction
+            move = float(d.square().mean().sqrt())
+            limit = self.max_change * max(float(p.square().mean().sqrt()), RMS_FLOOR)
+            if move > 0:
+                p.add_(d, alpha=min(1.0, limit / move))
+
+
+class AdamWStep:
+    """The paper's update: AdamW at a fixed learning rate (``torch.optim.AdamW``)."""
+
+    def __init__(self, params: Sequence[Tensor], lr: float = 7.2e-3,
+                 weight_decay: float = 1e-4) -> None:
+        self.opt = torch.optim.AdamW(list(params), lr=lr, weight_decay=weight_decay)
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        self.opt.zero_grad(set_to_none=set_to_none)
+
+    def step(self, radii: Sequence[Tensor], targets: Sequence[float]) -> None:
+        """The paper's loss: ``mean_maps mean_batch (r - target)^2``."""
+        self.opt.zero_grad(set_to_none=True)
+        torch.stack([(r - t).square().mean() for r, t in zip(radii, targets)]).mean().backward()
+        self.opt.step()
+
+
+def make_step(name: str, params: Sequence[Tensor], lr: float, weight_decay: float):
+    """The update rule ``name`` ("newton", "newton_adam" or "adamw") on ``params``."""
+    if name == "adamw":
+        return AdamWStep(params, lr, weight_decay)
+    return NewtonStep(params, lr)
