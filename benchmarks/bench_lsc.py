@@ -20,6 +20,16 @@ our default the benchmark's best; the reference code's rescale / shuffle heurist
     python benchmarks/bench_lsc.py cells --variants lr=0.02,lr=0.02+rescale=1,lr=0.02+shuffle=1
     python benchmarks/bench_lsc.py budget [--budgets 60,120]   # max_seconds honoured?
 
+``matrix`` (the convergence matrix of docs/lsc.md): every cell x depth x width x rho x seed with
+the defaults, success = every time and depth radius within 0.08 of its target by the exact
+estimator, on 16 of the walked sequences ("walked") and on 16 sequences LSC never saw
+("unseen"); rows are appended to a JSONL file (``--out``), so an interrupted run resumes.
+``scale``: 5 x 512 ``torch.nn.LSTM`` and 3 x 1024 ``torch.nn.GRU`` on ``randn(64, 100, 64)``.
+
+    python benchmarks/bench_lsc.py matrix [--cells lstm,gru] [--depths 1,2,4,8]
+        [--widths 16,64,256] [--rhos 0.5,1,unbalanced] [--seeds 0,1,2] [--workers 2]
+    python benchmarks/bench_lsc.py scale [--threads 2]
+
 ``budget``: wall time of ``lsc_pretrain(max_seconds=B)`` on a 5-layer 512-wide
 ``torch.nn.LSTM`` (inputs ``(64, 100, 64)``), as a ratio to B (the Hardening target: <= 1.1).
 """
@@ -155,6 +165,113 @@ def budget(args) -> None:
               flush=True)
 
 
+MATRIX_CELLS = "lstm,gru,rnn,rnn_relu,rnn_sigmoid,alif,lru,mgu,brc,nbrc,spectral_rnn,double"
+
+
+def _rho(text: str):
+    return text if text == "unbalanced" else float(text)
+
+
+def matrix_case(case: tuple) -> dict:
+    """One LSC run with the defaults; held errors by the exact estimator (1 torch thread)."""
+    cell, layers, width, rho, seed, T = case
+    torch.set_num_threads(1)
+    torch.manual_seed(seed)
+    model = DeepRNN.build(cell, 3, width, layers, readout=2)
+    x = torch.randn(48, T, 3)
+    t0 = time.perf_counter()
+    rep = lsc_pretrain(model, x[:32], rho=_rho(rho), seed=seed)
+    seconds = time.perf_counter() - t0
+    errs = {name: exact_errors(model, held, rep.targets)
+            for name, held in (("walked", x[:16]), ("unseen", x[32:]))}
+    return {"cell": cell, "L": layers, "H": width, "rho": rho, "seed": seed,
+            "updates": rep.steps, "seconds": round(seconds, 2), "converged": rep.converged,
+            **{f"err_{k}": round(max(v[m] for m in v if m.split()[0] in ("time", "depth")), 4)
+               for k, v in errs.items()},
+            "err_input": round(errs["walked"].get("input 0", 0.0), 4)}
+
+
+def exact_errors(model, x: torch.Tensor, targets: dict) -> dict[str, float]:
+    """|radius - target| per map, exact estimator, 8 evenly spaced steps."""
+    report = radii(model, x, estimator="exact",
+                   steps=list(range(0, x.shape[1], max(1, x.shape[1] // 8))))
+    return {f"{kind} {layer}": abs(report.mean(kind, layer) - targets[kind])
+            for kind, per_layer in report.values.items() for layer in per_layer}
+
+
+def matrix(args) -> None:
+    import itertools
+    import json
+    from concurrent.futures import ProcessPoolExecutor
+    from pathlib import Path
+    out = Path(args.out)
+    done = {}
+    if out.exists():
+        for line in out.read_text().splitlines():
+            with contextlib.suppress(json.JSONDecodeError):
+                row = json.loads(line)
+                done[(row["cell"], row["L"], row["H"], str(row["rho"]), row["seed"])] = row
+    cases = [(c, int(L), int(H), r, int(sd), args.T) for c, L, H, r, sd in itertools.product(
+        args.cells.split(","), args.depths.split(","), args.widths.split(","),
+        args.rhos.split(","), args.seeds.split(","))]
+    todo = [c for c in cases if (c[0], c[1], c[2], c[3], c[4]) not in done]
+    print(f"{len(cases)} cases, {len(cases) - len(todo)} already in {out}", flush=True)
+    with ProcessPoolExecutor(args.workers) as pool, out.open("a") as f:
+        for row in pool.map(matrix_case, todo):
+            f.write(json.dumps(row) + "\n")
+            f.flush()
+            done[(row["cell"], row["L"], row["H"], str(row["rho"]), row["seed"])] = row
+            print(json.dumps(row), flush=True)
+    rows = [done[(c[0], c[1], c[2], c[3], c[4])] for c in cases]
+    print(matrix_table(rows))
+
+
+def matrix_table(rows: list[dict]) -> str:
+    """Success rates per cell and per width, and overall."""
+    def rate(sel, key="err_walked"):
+        return f"{sum(r[key] < 0.08 for r in sel)}/{len(sel)}"
+    lines = ["| cell | success (walked) | success (unseen) | input map within 0.08 | "
+             "median updates | median s |", "|---|---|---|---|---|---|"]
+    groups = {}
+    for r in rows:
+        groups.setdefault(r["cell"], []).append(r)
+    for name, sel in [*groups.items(), ("all", rows)]:
+        ups = sorted(r["updates"] for r in sel)
+        secs = sorted(r["seconds"] for r in sel)
+        lines.append(f"| {name} | {rate(sel)} | {rate(sel, 'err_unseen')} | "
+                     f"{rate(sel, 'err_input')} | {ups[len(ups) // 2]} | "
+                     f"{secs[len(secs) // 2]:.1f} |")
+    by = {}
+    for r in rows:
+        by.setdefault((r["H"], str(r["rho"])), []).append(r)
+    lines += ["", "| width | rho | success (walked) | success (unseen) | median updates |",
+              "|---|---|---|---|---|"]
+    for (h, rho), sel in sorted(by.items()):
+        ups = sorted(r["updates"] for r in sel)
+        lines.append(f"| {h} | {rho} | {rate(sel)} | {rate(sel, 'err_unseen')} | "
+                     f"{ups[len(ups) // 2]} |")
+    return "\n".join(lines)
+
+
+def scale(args) -> None:
+    """Wide torch stacks: time to reach rho = 0.5 under a budget, held error (report's own)."""
+    print(f"{torch.get_num_threads()} thread(s), inputs randn(64, 100, 64), rho 0.5, defaults\n")
+    print("| model | budget s | wall s | updates | s / update | converged | max held err |\n"
+          "|---|---:|---:|---:|---:|---|---:|")
+    for name, make, budget_s in (("5 x 512 LSTM", lambda: nn.LSTM(64, 512, 5, batch_first=True),
+                                  args.lstm_budget),
+                                 ("3 x 1024 GRU", lambda: nn.GRU(64, 1024, 3, batch_first=True),
+                                  args.gru_budget)):
+        torch.manual_seed(args.seed)
+        model, x = make(), torch.randn(64, 100, 64)
+        t0 = time.perf_counter()
+        rep = lsc_pretrain(model, x, rho=0.5, max_seconds=budget_s, seed=args.seed)
+        wall = time.perf_counter() - t0
+        print(f"| {name} | {budget_s:.0f} | {wall:.1f} | {rep.steps} | "
+              f"{rep.update_seconds / max(1, rep.steps):.2f} | {rep.converged} | "
+              f"{rep.max_error():.3f} |", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=1)
@@ -176,13 +293,26 @@ def main() -> None:
     cp.add_argument("--steps", type=int, default=1000)
     cp.add_argument("--hidden", type=int, default=8)
     cp.add_argument("--T", type=int, default=12)
+    mp = sub.add_parser("matrix", help="convergence matrix with the defaults")
+    mp.add_argument("--cells", default=MATRIX_CELLS)
+    mp.add_argument("--depths", default="1,2,4,8")
+    mp.add_argument("--widths", default="16,64,256")
+    mp.add_argument("--rhos", default="0.5,1,unbalanced")
+    mp.add_argument("--seeds", default="0,1,2")
+    mp.add_argument("--T", type=int, default=20)
+    mp.add_argument("--workers", type=int, default=2)
+    mp.add_argument("--out", default="lsc_matrix.jsonl")
+    sc = sub.add_parser("scale", help="5 x 512 LSTM and 3 x 1024 GRU to rho 0.5")
+    sc.add_argument("--lstm-budget", type=float, default=60)
+    sc.add_argument("--gru-budget", type=float, default=300)
     bp = sub.add_parser("budget", help="max_seconds on a 5 x 512 torch.nn.LSTM")
     bp.add_argument("--budgets", default="60,120")
     args = ap.parse_args()
     if args.bench is None:
         args = ap.parse_args([*sys.argv[1:], "speed"])
     torch.set_num_threads(args.threads)
-    {"cells": cells, "budget": budget}.get(args.bench, speed)(args)
+    {"cells": cells, "budget": budget, "matrix": matrix, "scale": scale}.get(
+        args.bench, speed)(args)
 
 
 if __name__ == "__main__":

@@ -31,8 +31,11 @@ been within ``tol`` for ``patience`` updates, the held sequences are measured ex
 final "after" measurement does; if every held radius is within ``tol`` the call stops with
 ``converged = True`` and that measurement is the report's ``after`` (so stopping costs nothing
 extra and ``converged`` speaks of held data); otherwise the walk goes on and checks again
-``4 * patience`` updates later. Without convergence the weights with the lowest mean running
-error are kept.
+``4 * patience`` updates later. A map whose running error is above ``tol`` and shrank by less
+than a fifth over the last 40 updates counts as stuck (some targets are out of reach, e.g. the
+input map of a sigmoid RNN at radius 1: its Jacobian is bounded by the slope of the sigmoid);
+the other maps then decide the stopping, ``converged`` stays False and ``report.stuck`` names
+them. Without convergence the weights with the lowest mean running error are kept.
 
 Note [all or nothing]: every option is validated by :func:`check_lsc_args` (the one home of
 the checks, also called by the training CLI before it creates a run directory), and the method
@@ -80,8 +83,8 @@ __all__ = ["LSCReport", "OutOfTime", "TimeBudget", "check_lsc_args",
 RECURRENT_NAMES = ("weight_hh", "weight_a", "weight_c")
 INPUT_NAMES = ("weight_ih", "B_re", "B_im")
 METHODS = ("auto", "gradient", "rescale")
-OPTIMIZERS = ("newton", "newton_adam", "adamw")
-DEFAULT_LR = {"newton": 0.5, "newton_adam": 0.5, "adamw": 7.2e-3}
+OPTIMIZERS = ("newton", "adamw")
+DEFAULT_LR = {"newton": 0.5, "adamw": 7.2e-3}
 MEASURE_K = 32  # Krylov dimension of the before / after measurement, warm-started (docs/lsc.md)
 EMA = 0.3  # weight of the newest step in the running radii (Note [stopping rule])
 
@@ -102,6 +105,9 @@ class LSCReport:
         measured_steps: the time steps of the held sequences averaged in before / after
             (fewer than ``eval_steps`` when the time budget cut the measurement short).
         out_of_time: the updates stopped at ``max_seconds`` (Note [time budget]).
+        stuck: maps that stopped approaching their target (e.g. an input map a saturating
+            cell cannot bring to radius 1); the call stopped once every other map was
+            confirmed on target, and ``converged`` is False (Note [stopping rule]).
     """
 
     targets: dict[str, float]
@@ -118,6 +124,7 @@ class LSCReport:
     history: list[dict[str, float]] = field(default_factory=list)
     measured_steps: list[int] = field(default_factory=list)
     out_of_time: bool = False
+    stuck: list[str] = field(default_factory=list)
 
     def max_error(self, which: str = "after") -> float:
         """Largest ``|radius - target|`` over every map (NaN when nothing was measured)."""
@@ -138,7 +145,8 @@ class LSCReport:
                 "update_seconds": round(self.update_seconds, 3),
                 "converged": self.converged, "best_step": self.best_step, "tol": self.tol,
                 "message": self.message, "max_error_after": self.max_error(),
-                "measured_steps": list(self.measured_steps), "out_of_time": self.out_of_time}
+                "measured_steps": list(self.measured_steps), "out_of_time": self.out_of_time,
+                "stuck": list(self.stuck)}
 
     def plot(self, ax: Any = None) -> Any:
         """Radius of every map against the update step, targets dashed."""
@@ -419,8 +427,9 @@ def _update(model, params, opt, walker, blocks, inputs, targets, opts, gen, warm
                              budget)
     except NonFiniteError as err:
         raise _diverged(step, opts, err) from None
-    if not all(math.isfinite(v) for v in means.values()):
-        raise _diverged(step, opts, f"a radius became non-finite ({means})")
+    bad = [k for k, v in means.items() if not math.isfinite(v)]
+    if bad:
+        raise _diverged(step, opts, f"the radii of {', '.join(bad)} became NaN/Inf")
     opt.step(radii, [targets[m.kind] for m in maps])
     if opts["rescale"]:
         _rescale(model, means, targets)
@@ -433,13 +442,35 @@ def _update(model, params, opt, walker, blocks, inputs, targets, opts, gen, warm
     return means
 
 
+STALL = 40  # updates over which a map that does not approach its target counts as stuck
+
+
+def _stuck(past: list[dict[str, float]], tol: float) -> set[str]:
+    """Maps whose running error stayed above ``tol`` on one side of the target for the last
+    ``STALL`` updates and whose mean error over the newer half of them is above 0.8x that of the
+    older half (Note [stopping rule])."""
+    if len(past) < STALL:
+        return set()
+    window = past[-STALL:]
+    out = set()
+    for k in window[-1]:
+        errs = [w[k] for w in window]
+        if min(abs(e) for e in errs) > tol and (all(e > 0 for e in errs) or
+                                                all(e < 0 for e in errs)):
+            half = STALL // 2
+            if sum(map(abs, errs[half:])) > 0.8 * sum(map(abs, errs[:half])):
+                out.add(k)
+    return out
+
+
 def _gradient_loop(model, params, walker, blocks, inputs, targets, opts, report, bar, budget,
                    confirm):
     """Updates until the held radii are confirmed on target (Note [stopping rule])."""
-    opt = make_step(opts["optimizer"], params, opts["lr"], opts["weight_decay"])
+    opt = make_step(opts["optimizer"], params, opts["lr"], opts["weight_decay"], opts["tol"])
     gen = torch.Generator().manual_seed(opts["seed"])
     best, best_state, streak, wait = math.inf, None, 0, 0
     ema: dict[str, float] = {}
+    past: list[dict[str, float]] = []  # running signed errors per update
     warm: dict = {}  # Arnoldi warm starts between consecutive steps (Note [warm starts])
     for step in range(opts["steps"]):
         if not budget.fits():
@@ -452,8 +483,11 @@ def _gradient_loop(model, params, walker, blocks, inputs, targets, opts, report,
             break
         report.history.append(means)
         ema = {k: v if k not in ema else (1 - EMA) * ema[k] + EMA * v for k, v in means.items()}
-        errs = [abs(v - targets[k.split()[0]]) for k, v in ema.items()]
-        err, mean_err = max(errs), sum(errs) / len(errs)
+        signed = {k: v - targets[k.split()[0]] for k, v in ema.items()}
+        past.append(signed)
+        stuck = _stuck(past, opts["tol"])
+        errs = [abs(e) for k, e in signed.items() if k not in stuck]
+        err, mean_err = max(errs, default=0.0), sum(errs) / max(1, len(errs))
         streak = streak + 1 if err < opts["tol"] else 0
         if mean_err < best:
             best, report.best_step = mean_err, step
@@ -465,12 +499,14 @@ def _gradient_loop(model, params, walker, blocks, inputs, targets, opts, report,
         wait -= 1
         if streak >= opts["patience"] and wait <= 0 and budget.left() > budget.reserve:
             report.after = confirm()
-            if report.max_error() <= opts["tol"]:
-                report.converged, report.best_step = True, step
-                break
+            held = {k: abs(v - targets[k.split()[0]]) for k, v in report.after.items()}
+            if max((e for k, e in held.items() if k not in stuck), default=0.0) <= opts["tol"]:
+                report.converged = not stuck
+                report.best_step, report.stuck = step, sorted(stuck)
+                return
             wait, report.after = 4 * opts["patience"], {}  # not yet: walk on before re-checking
     report.out_of_time = budget.exhausted and not report.converged
-    if best_state is not None and not report.converged:
+    if best_state is not None:
         model.load_state_dict(best_state)
 
 
@@ -630,7 +666,9 @@ def _lsc_options(model: nn.Module, **given: Any) -> dict[str, Any]:
         "method": _method(check_choice("method", o["method"], METHODS), model, mlp),
         "steps": check_int("steps", o["steps"]),
         "optimizer": check_choice("optimizer", o["optimizer"], OPTIMIZERS),
-        "lr": DEFAULT_LR[o["optimizer"]] if lr is None else check_positive("lr", lr),
+        "lr": DEFAULT_LR[o["optimizer"]] if lr is None else
+        check_float("lr", lr, low=0, low_open=True, high=2 if o["optimizer"] == "newton"
+                    else None),
         "weight_decay": check_float("weight_decay", o["weight_decay"], low=0.0),
         "batch_size": check_int("batch_size", o["batch_size"]),
         "tol": check_positive("tol", o["tol"]),
@@ -676,6 +714,10 @@ LSC_OPTIONS = {name: p.default for name, p in inspect.signature(lsc_pretrain).pa
 def _message(report: LSCReport) -> str:
     err = report.max_error()
     within = err <= report.tol  # False for NaN: nothing measured is not success
+    if report.stuck and not report.converged:
+        return (f"LSC reached every target but {', '.join(report.stuck)}, which stopped "
+                f"approaching its target (largest |radius - target| = {err:.3f}); see "
+                f"docs/lsc.md, known limits")
     if report.converged and within:
         return (f"reached the LSC targets in {report.steps} updates ({report.seconds:.1f} s); "
                 f"largest |radius - target| = {err:.3f}")

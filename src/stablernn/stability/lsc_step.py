@@ -61,9 +61,11 @@ class NewtonStep:
 
     def __init__(self, params: Sequence[Tensor], lr: float = 0.5, mu: float = 0.1,
                  max_change: float = 0.2, max_gain: float = 0.2, gains: str = "all",
-                 tol: float = 0.08) -> None:
+                 tol: float = 0.05, smooth: float = 0.3, spread: float = 0.25) -> None:
         self.params = list(params)
-        self.gains, self.tol = gains, tol
+        self.gains, self.tol, self.smooth, self.spread = gains, tol, smooth, spread
+        self.avg: Tensor | None = None  # running residual per map (Note [radius Newton step])
+        self.rate: Tensor | None = None  # per-map Newton fraction, halved when it oscillates
         self.lr, self.mu, self.max_change, self.max_gain = lr, mu, max_change, max_gain
 
     def zero_grad(self, set_to_none: bool = True) -> None:
@@ -80,13 +82,33 @@ class NewtonStep:
         out = [(j, p.detach()) for j, p in enumerate(self.params) if bool(p.detach().any())]
         return out + [(j, torch.ones_like(p)) for j, p in enumerate(self.params) if p.dim() == 1]
 
+    def _targets(self, e: Tensor) -> Tensor:
+        """Residual to remove per map: a fraction ``rate`` of the running residual. A map's rate
+        halves when its running residual changes sign (it is chasing noise: per-step radii vary
+        along the sequence) and grows back by 1.2x per update up to ``lr`` otherwise."""
+        if self.avg is None or self.avg.shape != e.shape:
+            self.avg, self.rate = e, torch.full_like(e, self.lr)
+            return self.rate * e
+        avg = (1 - self.smooth) * self.avg + self.smooth * e
+        flip = torch.sign(avg) != torch.sign(self.avg)
+        self.rate = torch.where(flip, self.rate / 2, (self.rate * 1.2).clamp(max=self.lr))
+        self.avg = avg
+        return self.rate * avg
+
     @torch.no_grad()
     def step(self, radii: Sequence[Tensor], targets: Sequence[float]) -> None:
         """One update from each map's per-sample radii ``(B,)`` (in the graph; consumed)."""
         with torch.enable_grad():
-            residuals = [r.mean() - t for r, t in zip(radii, targets)]
+            means = [r.mean() - t for r, t in zip(radii, targets)]
+            # the batch's spread, where it disagrees by more than half the tolerance (wide
+            # layers self-average and skip the extra backward pass)
+            spreads = [sd for sd in (r.std() for r in radii if r.numel() > 1)
+                       if float(sd.detach()) > self.tol / 2] if self.spread else []
+            residuals = means + spreads
         rows, M = self._rows(residuals), len(residuals)
-        r = torch.tensor([self.lr * float(e) for e in residuals], dtype=torch.float64)
+        r = self._targets(torch.tensor([float(e) for e in means], dtype=torch.float64))
+        r = torch.cat([r, self.spread * torch.tensor([float(v) for v in spreads],
+                                                     dtype=torch.float64)])
         dirs = self._directions()
         A = torch.zeros(M, len(dirs), dtype=torch.float64)
         G = torch.zeros(M, M, dtype=torch.float64)
@@ -105,8 +127,8 @@ class NewtonStep:
         if self.gains == "none":
             a = torch.zeros(len(dirs), dtype=torch.float64)
         else:
-            keep = torch.tensor([self.gains == "all" or abs(float(e)) > self.tol
-                                 for e in residuals])
+            keep = torch.cat([self.avg.abs() > self.tol, torch.zeros(len(spreads), dtype=bool)])
+            keep |= self.gains == "all"
             a = _solve(A, torch.where(keep, r, 0.0), self.mu).clamp(-self.max_gain,
                                                                     self.max_gain)
         c = _solve(G, r + A @ a, self.mu)  # what the gains leave, along the maps' gradients
@@ -141,8 +163,9 @@ class AdamWStep:
         self.opt.step()
 
 
-def make_step(name: str, params: Sequence[Tensor], lr: float, weight_decay: float):
-    """The update rule ``name`` ("newton", "newton_adam" or "adamw") on ``params``."""
+def make_step(name: str, params: Sequence[Tensor], lr: float, weight_decay: float,
+              tol: float = 0.05):
+    """The update rule ``name`` ("newton" or "adamw") on ``params``."""
     if name == "adamw":
         return AdamWStep(params, lr, weight_decay)
-    return NewtonStep(params, lr)
+    return NewtonStep(params, lr, tol=tol)
