@@ -12,12 +12,12 @@ each one's own stopping point: float32 rounding makes two runs drift apart over 
 and which one stops first is then chance.
 
 ``cells``: for each cell x depth x rho, updates / seconds / largest radius error after
-pre-training for each variant of the options (learning rates: the SPEC's reference lr is 7.2e-3,
-our default the benchmark's best; the reference code's rescale / shuffle heuristics).
+pre-training for each variant of the options (the default Newton update, the paper's AdamW at
+7.2e-3, the reference code's rescale / shuffle heuristics).
 
     python benchmarks/bench_lsc.py speed [--hidden 64,128,256] [--threads 1]
-    python benchmarks/bench_lsc.py cells [--cells gru,lstm] [--variants lr=0.0072,lr=0.02]
-    python benchmarks/bench_lsc.py cells --variants lr=0.02,lr=0.02+rescale=1,lr=0.02+shuffle=1
+    python benchmarks/bench_lsc.py cells [--cells gru,lstm] [--variants optimizer=newton,...]
+    python benchmarks/bench_lsc.py cells --variants optimizer=adamw+lr=0.02+rescale=1
     python benchmarks/bench_lsc.py budget [--budgets 60,120]   # max_seconds honoured?
 
 ``matrix`` (the convergence matrix of docs/lsc.md): every cell x depth x width x rho x seed with
@@ -51,7 +51,6 @@ from stablernn.stability.lsc import lsc_pretrain
 from stablernn.stability.radii import radii
 
 CELLS = "lstm,gru,rnn,rnn_relu,rnn_sigmoid,alif,lru"
-LR = {"rnn_sigmoid": 5e-2, "alif": 5e-2}  # as in tests/test_lsc.py
 
 
 def reference_radius(m: LocalMap, *, differentiable: bool = False, seed: int = 0) -> torch.Tensor:
@@ -111,11 +110,12 @@ def speed(args) -> None:
 
 
 def parse_variant(text: str) -> dict:
-    """``"lr=0.02+rescale=1"`` -> ``{"lr": 0.02, "rescale": True}`` (lsc_pretrain options)."""
+    """``"optimizer=adamw+lr=0.02+rescale=1"`` -> lsc_pretrain options."""
     out = {}
     for part in text.split("+"):
         key, _, value = part.partition("=")
-        out[key] = bool(int(value)) if key in ("rescale", "shuffle") else float(value)
+        out[key] = bool(int(value)) if key in ("rescale", "shuffle") else \
+            value if key == "optimizer" else float(value)
     return out
 
 
@@ -123,8 +123,7 @@ def run_cell(cell: str, layers: int, rho: float, variant: dict, args):
     torch.manual_seed(args.seed)
     model = DeepRNN.build(cell, 3, args.hidden, layers, readout=2)
     x = torch.randn(32, args.T, 3)
-    rep = lsc_pretrain(model, x, rho=rho, steps=args.steps, batch_size=8,
-                       **{"lr": LR.get(cell, 2e-2), **variant})
+    rep = lsc_pretrain(model, x, rho=rho, steps=args.steps, batch_size=8, **variant)
     return rep.steps, rep.update_seconds, measured_error(model, x[:16], rep.targets), \
         rep.converged
 
@@ -132,8 +131,7 @@ def run_cell(cell: str, layers: int, rho: float, variant: dict, args):
 def cells(args) -> None:
     variants = args.variants.split(",")
     head = " | ".join(f"{v}: updates / s / max err" for v in variants)
-    print(f"H={args.hidden}, T={args.T}, budget {args.steps} updates, batch 8, lr per cell "
-          f"{LR} unless the variant sets it\n")
+    print(f"H={args.hidden}, T={args.T}, budget {args.steps} updates, batch 8\n")
     print(f"| cell | L | rho | {head} |\n|---|---|---|" + "---|" * len(variants))
     ok = dict.fromkeys(variants, 0)
     total = 0
@@ -287,9 +285,9 @@ def main() -> None:
     cp.add_argument("--cells", default=CELLS)
     cp.add_argument("--depths", default="2,4")
     cp.add_argument("--rhos", default="0.5,1.0")
-    cp.add_argument("--variants", default="lr=0.0072,lr=0.02",
+    cp.add_argument("--variants", default="optimizer=newton,optimizer=adamw+lr=0.0072",
                     help="comma-separated option sets, each key=value[+key=value], e.g. "
-                         "lr=0.02,rescale=1,shuffle=1 for the heuristics ablation")
+                         "optimizer=adamw+lr=0.02+rescale=1 for the heuristics ablation")
     cp.add_argument("--steps", type=int, default=1000)
     cp.add_argument("--hidden", type=int, default=8)
     cp.add_argument("--T", type=int, default=12)

@@ -278,7 +278,7 @@ def test_warmup_options_are_checked_before_anything_runs(kw, error, match):
 def test_check_args_accept_good_options_and_refuse_bad_ones():
     model = _gru()
     with pytest.raises(TypeError, match=r"unknown LSC option\(s\) speed; valid: rho, targets, "
-                       r"estimator, k, method, steps, lr, .*, seed, progress$"):
+                       r"estimator, k, method, steps, optimizer, lr, .*, seed, progress$"):
         check_lsc_args(model, speed=1)
     with pytest.raises(TypeError, match=r"unknown warm-up option\(s\) rho; valid: target, "
                        r"steps, lr, .*, max_seconds, seed, progress$"):

@@ -55,7 +55,7 @@ class NewtonStep:
         >>> w = torch.nn.Parameter(torch.tensor([2.0, 0.5]))
         >>> step = NewtonStep([w], lr=1.0, mu=0.0, max_change=10.0, max_gain=10.0)
         >>> step.step([w.sum()[None]], [1.0])
-        >>> round(float(w.sum()), 3)  # a linear residual is removed in one step
+        >>> round(float(w.detach().sum()), 3)  # a linear residual is removed in one step
         1.0
     """
 
