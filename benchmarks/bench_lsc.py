@@ -228,8 +228,8 @@ def matrix_table(rows: list[dict]) -> str:
     """Success rates per cell and per width, and overall."""
     def rate(sel, key="err_walked"):
         return f"{sum(r[key] < 0.08 for r in sel)}/{len(sel)}"
-    lines = ["| cell | success (walked) | success (unseen) | input map within 0.08 | "
-             "median updates | median s |", "|---|---|---|---|---|---|"]
+    lines = [("| cell | success (walked) | success (unseen) | input map within 0.08 | "
+              "median updates | median s |"), "|---|---|---|---|---|---|"]
     groups = {}
     for r in rows:
         groups.setdefault(r["cell"], []).append(r)
