@@ -13,7 +13,7 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "suite"))
 
 
 # One torch thread by default (fast and the same on every machine); .ci/run runs the LSC
-# acceptance file again with STABLERNN_TEST_THREADS=1 and 2 (float sums differ per thread count).
+# acceptance file again with STABLERNN_TEST_THREADS=2 (float sums differ per thread count).
 THREADS = int(os.environ.get("STABLERNN_TEST_THREADS", "1"))
 
 
