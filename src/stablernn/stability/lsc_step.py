@@ -1,19 +1,14 @@
 """LSC update rules: the scale-free damped Newton step on the radii, and the paper's AdamW.
 
-Note [radius Newton step]: LSC's loss is ``L = mean (r_i - rho_i)^2`` over maps and samples,
-and its minimum is 0 (every radius on target). For a residual ``e = r - rho`` Newton's step
-along the gradient removes ``e`` to first order: ``dtheta = -alpha G`` with
-``alpha = 2 L / ||G||^2`` (then ``dL = -alpha ||G||^2 = -2 L``, which is ``d(e^2) = -2 e^2``).
-The step taken is a fraction ``lr`` of it (``alpha = lr * 2 L / ||G||^2``), the stochastic Polyak
-step (Loizou et al. 2021) written for a least-squares loss. Its size comes from the measured
-sensitivity of the radii, not from a learning rate in weight units, so it is the same rule at 8
-and 1024 units and for every cell: a wide layer whose radius moves a lot per unit of weight
-gets a proportionally small step. Two guards: the step is capped so that no weight tensor moves
-by more than ``max_change`` of its RMS (floor 1e-2 for tensors near 0, e.g. fresh biases), which
-keeps a saturated gate (tiny gradient, large residual) from taking an enormous step; and the
-gradient direction can be preconditioned by Adam's second moments (``precondition=True``), which
-spreads the step over parameters whose gradients differ in scale (measured in
-benchmarks/bench_lsc.py; docs/lsc.md).
+Note [radius Newton step]: each map ``m`` has a residual ``e_m = mean_batch(radius) - target``
+(its minimum is 0: every radius on target). Newton's step removes a fraction of every residual
+at once, sized by the measured sensitivity of the radii rather than by a learning rate in weight
+units, so it is the same rule at 8 and 1024 units and for every cell. It solves first for a
+log-gain per tensor and a shift per vector (they move a wide layer's clustered spectrum edge as
+one), then least-norm along the maps' gradients (Levenberg-Marquardt with Marquardt's scaling);
+rows for the batch's spread join where the batch disagrees; the residual is a running mean with
+a per-map fraction halved on sign flips; each tensor moves by at most ``max_change`` of its RMS
+(floor 1e-2). docs/lsc.md gives the measurements behind each part.
 """
 from __future__ import annotations
 
@@ -60,10 +55,10 @@ class NewtonStep:
     """
 
     def __init__(self, params: Sequence[Tensor], lr: float = 0.5, mu: float = 0.1,
-                 max_change: float = 0.2, max_gain: float = 0.2, gains: str = "all",
+                 max_change: float = 0.2, max_gain: float = 0.2,
                  tol: float = 0.05, smooth: float = 0.3, spread: float = 0.25) -> None:
         self.params = list(params)
-        self.gains, self.tol, self.smooth, self.spread = gains, tol, smooth, spread
+        self.tol, self.smooth, self.spread = tol, smooth, spread
         self.avg: Tensor | None = None  # running residual per map (Note [radius Newton step])
         self.rate: Tensor | None = None  # per-map Newton fraction, halved when it oscillates
         self.lr, self.mu, self.max_change, self.max_gain = lr, mu, max_change, max_gain
@@ -124,13 +119,7 @@ class NewtonStep:
             if j in stacks:
                 maps, R = stacks[j]
                 A[torch.tensor(maps), q] = (R @ d.reshape(-1)).double()
-        if self.gains == "none":
-            a = torch.zeros(len(dirs), dtype=torch.float64)
-        else:
-            keep = torch.cat([self.avg.abs() > self.tol, torch.zeros(len(spreads), dtype=bool)])
-            keep |= self.gains == "all"
-            a = _solve(A, torch.where(keep, r, 0.0), self.mu).clamp(-self.max_gain,
-                                                                    self.max_gain)
+        a = _solve(A, r, self.mu).clamp(-self.max_gain, self.max_gain)
         c = _solve(G, r + A @ a, self.mu)  # what the gains leave, along the maps' gradients
         for j, p in enumerate(self.params):
             d = torch.zeros_like(p)
