@@ -232,3 +232,31 @@ def test_lstm_depth_map_composes_with_the_time_map():
                                        flatten_state(states[1]))
     assert torch.allclose(product, exact, atol=1e-10)
     assert maps[("depth", 1)].jacobian()[:, :, 6:].abs().max() == 0  # c columns
+
+
+def test_walker_rows_are_staggered_and_carry_the_true_state():
+    """Note [staggered walk]: row i starts i T / B steps ahead, each row's state equals a fresh
+    forward pass of its own sequence up to its phase, and ended rows restart on new sequences."""
+    from stablernn.stability.lsc import _Walker
+    torch.manual_seed(0)
+    model = DeepRNN.build("lstm", 3, 8, 2)
+    x = torch.randn(5, 6, 3)
+    walker = _Walker(model, x, 4, seed=0)
+    x_t, _ = walker.next()
+    assert walker.t.tolist() == [0, 1, 3, 4]
+    seen = set()
+    for _ in range(9):
+        x_t, states = walker.next()
+        for i in range(4):
+            seq, t = int(walker.rows[i]), int(walker.t[i])
+            seen.add(seq)
+            assert torch.equal(x_t[i], x[seq, t])
+            ref = model.initial_state(1)
+            with torch.no_grad():
+                for s in range(t):
+                    ref = model.step(x[seq:seq + 1, s], ref)[1]
+            for got, want in zip(states, ref):
+                for a, b in zip(got, want):
+                    torch.testing.assert_close(a[i], b[0])
+        walker.advance()
+    assert len(seen) == 5  # ended rows drew the remaining sequence

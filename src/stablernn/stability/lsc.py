@@ -25,8 +25,8 @@ estimate of one update's cost (``max(last, EMA)``) fits in what is left, and the
 clock between maps, abandoning an update that would overrun before anything is applied. Only a
 single measured step or map longer than the budget can overrun it.
 
-Note [stopping rule]: one step's batch-mean radius is noisy (it depends on where the walk is in
-the sequence), so the walk keeps a running mean (EMA weight 0.3). Once every running radius has
+Note [stopping rule]: one step's batch-mean radius is noisy (16 sequences, one step each), so
+the walk keeps a running mean (EMA weight 0.3). Once every running radius has
 been within ``tol`` for ``patience`` updates, the held sequences are measured exactly as the
 final "after" measurement does; if every held radius is within ``tol`` the call stops with
 ``converged = True`` and that measurement is the report's ``after`` (so stopping costs nothing
@@ -36,6 +36,14 @@ than a fifth over the last 40 updates counts as stuck (some targets are out of r
 input map of a sigmoid RNN at radius 1: its Jacobian is bounded by the slope of the sigmoid);
 the other maps then decide the stopping, ``converged`` stays False and ``report.stuck`` names
 them. Without convergence the weights with the lowest mean running error are kept.
+
+Note [staggered walk]: a map's radius depends on where in the sequence it is taken (from the
+zero initial state an LSTM at ``rho = 1`` has depth radius 1.2 at step 0 and 0.7 by step 10),
+and the target is its mean over the sequence. Walking the whole batch in step (version 1) made
+the residual of one update follow that profile, so the update chased it (jumps of +-0.5 in the
+depth radii of a 4 x 64 LSTM). Row ``i`` of the walked batch therefore runs ``i T / B`` steps
+ahead of row 0 (pre-rolled without updates) and draws a new sequence when it ends, so every
+update's batch mean already averages over the sequence; docs/lsc.md has the measurements.
 
 Note [all or nothing]: every option is validated by :func:`check_lsc_args` (the one home of
 the checks, also called by the training CLI before it creates a run directory), and the method
@@ -319,27 +327,63 @@ def _shuffle(model: nn.Module, gen: torch.Generator, p: float = 1 / 3) -> None:
 
 
 class _Walker:
-    """Cycles through batches of sequences, step by step, carrying the state (detached)."""
+    """Walks ``batch_size`` sequences step by step, carrying the state (detached); row ``i``
+    runs ``i T / batch_size`` steps ahead of row 0 and draws its next sequence when it ends
+    (Note [staggered walk])."""
 
     def __init__(self, model, inputs: Tensor, batch_size: int, seed: int) -> None:
         self.model, self.inputs, self.batch_size = model, inputs, batch_size
         self.gen = torch.Generator().manual_seed(seed)
-        self.order, self.t, self.x, self.states = [], 0, None, None
+        self.order: list[int] = []
+        self.rows = self.t = self.states = None
+
+    def _draw(self, n: int) -> Tensor:
+        if len(self.order) < n:
+            self.order = torch.randperm(len(self.inputs), generator=self.gen).tolist()
+        idx, self.order = self.order[:n], self.order[n:]
+        return torch.tensor(idx, dtype=torch.long)
 
     def next(self) -> tuple[Tensor, list]:
-        if self.x is None or self.t == self.x.shape[1]:
-            if len(self.order) < self.batch_size:
-                self.order = torch.randperm(len(self.inputs), generator=self.gen).tolist()
-            idx, self.order = self.order[:self.batch_size], self.order[self.batch_size:]
-            self.x, self.t = self.inputs[idx], 0
-            self.states = self.model.initial_state(len(idx), device=self.x.device,
-                                                   dtype=self.x.dtype)
-        return self.x[:, self.t], self.states
+        if self.rows is None:
+            self._start()
+        return self.inputs[self.rows.to(self.inputs.device), self.t.to(self.inputs.device)], \
+            self.states
+
+    @torch.no_grad()
+    def _start(self) -> None:
+        B, T = self.batch_size, self.inputs.shape[1]
+        self.rows, self.t = self._draw(B), torch.zeros(B, dtype=torch.long)
+        self.states = self._fresh()
+        lead = torch.arange(B) * T // B
+        for s in range(int(lead.max())):
+            self._step(lead > s)
+
+    def _fresh(self) -> list:
+        x = self.inputs
+        return self.model.initial_state(self.batch_size, device=x.device, dtype=x.dtype)
 
     @torch.no_grad()
     def advance(self) -> None:
-        self.states = self.model.step(self.x[:, self.t], self.states)[1]
-        self.t += 1
+        self._step(torch.ones(self.batch_size, dtype=torch.bool))
+
+    def _step(self, move: Tensor) -> None:
+        """Advance the rows in ``move``; rows that reach the end restart on a new sequence."""
+        x_t, states = self.next()
+        self.states = _where_rows(move, self.model.step(x_t, states)[1], states)
+        self.t += move.long()
+        done = self.t == self.inputs.shape[1]
+        if bool(done.any()):
+            self.rows[done], self.t[done] = self._draw(int(done.sum())), 0
+            self.states = _where_rows(done, self._fresh(), self.states)
+
+
+def _where_rows(mask: Tensor, new, old):
+    """``new`` in the rows of ``mask``, ``old`` elsewhere, through (named) tuples and lists."""
+    if isinstance(new, Tensor):
+        m = mask.to(new.device).reshape(-1, *([1] * (new.dim() - 1)))
+        return torch.where(m, new, old)
+    parts = [_where_rows(mask, a, b) for a, b in zip(new, old)]
+    return type(new)(*parts) if hasattr(new, "_fields") else type(new)(parts)
 
 
 class OutOfTime(Exception):
@@ -413,8 +457,6 @@ def _maps(model, walker, blocks, inputs, opts, gen, warm) -> list[LocalMap]:
         idx = torch.randint(len(inputs), (opts["batch_size"],), generator=gen)
         return _mlp_maps(blocks, inputs[idx])
     x_t, states = walker.next()
-    if walker.t == 0:
-        warm.clear()  # new sequences: last step's eigenvectors are no head start
     return _local_maps(model, x_t, states, list(Kind), MAX_READOUT)
 
 
