@@ -79,21 +79,10 @@ CASES = [(cell, L, rho) for cell in ("lstm", "gru", "rnn", "rnn_relu", "rnn_sigm
                                       "lru") for L in (2, 4) for rho in (0.5, 1.0)]
 
 
-# Known limit, measured (docs/lsc.md): a 4-layer, 8-unit sigmoid RNN at radius 1 ends 0.06-0.4
-# off (its slope is at most 1/4, so radius 1 needs large weights near saturation, and the
-# per-sample radii spread far apart). Tested here for what holds: a truthful report (held_error
-# checks it) and radii far closer than before.
-KNOWN_LIMITS = {("rnn_sigmoid", 4, 1.0)}
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("cell,L,rho", CASES, ids=[f"{c}-L{L}-rho{r}" for c, L, r in CASES])
 def test_radii_reach_target(cell, L, rho):
-    errors = [held_error(cell, L, rho, seed) for seed in SEEDS]
-    if (cell, L, rho) in KNOWN_LIMITS:
-        assert max(errors) < 0.5 and sorted(errors)[1] < 0.3, errors  # before LSC: 0.88-0.90 off
-        return
-    assert_method_reaches(errors)
+    assert_method_reaches([held_error(cell, L, rho, seed) for seed in SEEDS])
 
 
 REST_OF_ZOO = [(c, r) for c in ("mgu", "brc", "nbrc", "spectral_rnn", "double") for r in (0.5, 1.0)]
