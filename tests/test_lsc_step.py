@@ -32,3 +32,18 @@ def test_gains_and_gradients_solve_two_maps_at_once():
     step.step([(a.sum() + b.sum())[None], (a[0] - b[0])[None]], [5.0, -1.0])
     torch.testing.assert_close(float((a.sum() + b.sum()).detach()), 5.0, atol=1e-4, rtol=0)
     torch.testing.assert_close(float((a[0] - b[0]).detach()), -1.0, atol=1e-4, rtol=0)
+
+
+def test_stuck_maps_are_the_ones_that_stopped_approaching():
+    """Note [stopping rule]: a steady offset beyond tol is stuck, dips below tol included;
+    noise around the target and a slow approach are not."""
+    import math
+
+    from stablernn.stability.lsc import STALL, _stuck
+    n = STALL
+    past = [{"steady": 0.06 if i % 7 else 0.04,  # hovering above tol with dips below
+             "noisy": 0.08 * math.sin(i),  # around the target
+             "approach": 0.3 * (1 - i / n) + 0.01,  # falling from 0.31 to 0.01
+             "far": -0.5} for i in range(n)]
+    assert _stuck(past, tol=0.05) == {"steady", "far"}
+    assert _stuck(past[:-1], tol=0.05) == set()  # fewer than STALL updates: too early to say

@@ -31,13 +31,16 @@ been within ``tol`` for ``patience`` updates, the held sequences are measured ex
 final "after" measurement does; if every held radius is within ``tol`` the call stops with
 ``converged = True`` and that measurement is the report's ``after`` (so stopping costs nothing
 extra and ``converged`` speaks of held data); otherwise the walk goes on and checks again
-``4 * patience`` updates later. A map whose running error is above ``tol`` and shrank by less
-than a fifth over the last 100 updates counts as stuck (some targets are out of reach, e.g. the
+``4 * patience`` updates later. A map whose running error, averaged over the newer half of the
+last 100 updates, is beyond ``tol`` and shrank by less than a fifth from the older half counts
+as stuck (some targets are out of reach, e.g. the
 input map of a sigmoid RNN at radius 1: its Jacobian is bounded by the slope of the sigmoid);
 the other maps then decide the stopping, ``converged`` stays False and ``report.stuck`` names
 them (the window was 40 updates; an 8 x 64 LSTM's first time radius then counted as stuck at
-0.58 after 44 updates, and reached 0.5 by update 91 with 100). Without convergence the weights
-with the lowest mean running error are kept.
+0.58 after 44 updates, and reached 0.5 by update 91 with 100; and an average, not every update
+beyond ``tol``: a 2-layer ReLU RNN's input map hovering at 0.06 with dips below 0.05 kept the
+walk going for all 1000 updates). Without convergence the weights with the lowest mean running
+error are kept.
 
 Note [staggered walk]: a map's radius depends on where in the sequence it is taken (from the
 zero initial state an LSTM at ``rho = 1`` has depth radius 1.2 at step 0 and 0.7 by step 10),
@@ -490,20 +493,18 @@ STALL = 100  # updates over which a map that does not approach its target counts
 
 
 def _stuck(past: list[dict[str, float]], tol: float) -> set[str]:
-    """Maps whose running error stayed above ``tol`` on one side of the target for the last
-    ``STALL`` updates and whose mean error over the newer half of them is above 0.8x that of the
-    older half (Note [stopping rule])."""
+    """Maps whose running error, averaged over the newer half of the last ``STALL`` updates,
+    is beyond ``tol`` and at least 0.8x that of the older half on the same side (Note
+    [stopping rule])."""
     if len(past) < STALL:
         return set()
-    window = past[-STALL:]
+    half, window = STALL // 2, past[-STALL:]
     out = set()
     for k in window[-1]:
-        errs = [w[k] for w in window]
-        if min(abs(e) for e in errs) > tol and (all(e > 0 for e in errs) or
-                                                all(e < 0 for e in errs)):
-            half = STALL // 2
-            if sum(map(abs, errs[half:])) > 0.8 * sum(map(abs, errs[:half])):
-                out.add(k)
+        old = sum(w[k] for w in window[:half]) / half
+        new = sum(w[k] for w in window[half:]) / (STALL - half)
+        if abs(new) > tol and new * old > 0 and abs(new) > 0.8 * abs(old):
+            out.add(k)
     return out
 
 
