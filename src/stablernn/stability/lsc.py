@@ -456,7 +456,7 @@ def _diverged(step: int, opts: dict, why: object) -> NonFiniteError:
                           f"{opts['lr']:g}){extra}")
 
 
-def _maps(model, walker, blocks, inputs, opts, gen, warm) -> list[LocalMap]:
+def _maps(model, walker, blocks, inputs, opts, gen) -> list[LocalMap]:
     """The maps of the next update: a random MLP batch, or the walker's next step."""
     if blocks is not None:
         idx = torch.randint(len(inputs), (opts["batch_size"],), generator=gen)
@@ -468,7 +468,7 @@ def _maps(model, walker, blocks, inputs, opts, gen, warm) -> list[LocalMap]:
 def _update(model, params, opt, walker, blocks, inputs, targets, opts, gen, warm, budget,
             step: int) -> dict[str, float]:
     """One LSC update; the batch-mean radius of every map before it."""
-    maps = _maps(model, walker, blocks, inputs, opts, gen, warm)
+    maps = _maps(model, walker, blocks, inputs, opts, gen)
     try:  # one seeded square subset for the whole call (SPEC 1.2), the one _measure reports
         radii, means = _loss(maps, targets, opts["estimator"], opts["k"], opts["seed"], warm,
                              budget)
