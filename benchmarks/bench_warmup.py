@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from stablernn.cells.double import double_stack
+from stablernn import double_stack
 from stablernn.stability.warmup import warmup
 from stablernn.stack import DeepRNN
 from stablernn.tasks import make_task

@@ -9,7 +9,7 @@ import os
 import torch
 from _out import out_dir
 
-from stablernn.cells.double import double_stack
+from stablernn import double_stack
 from stablernn.plotting import new_figure
 from stablernn.stability.warmup import warmup
 from stablernn.stack import DeepRNN

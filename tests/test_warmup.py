@@ -6,7 +6,8 @@ import torch
 from torch import nn
 
 from stablernn.cells.base import flatten_state
-from stablernn.cells.double import DoubleCell, double_stack, make_double
+from stablernn import double_stack
+from stablernn.cells.double import DoubleCell, make_double
 from stablernn.stability.vaa import vaa
 from stablernn.stability.warmup import (
     curriculum_length,

@@ -7,14 +7,14 @@ them (lsc_pretrain, init_ / critical_init, spectral).
 from . import spectral  # the module, callable as its function spectral (see spectral.py)
 from .adapters import from_torch
 from .cells import (CELLS, ALIFCell, BRCCell, Cell, GRUCell, LRUCell, LSTMCell, MGUCell,
-                    DoubleCell, NBRCCell, RNNCell, SpectralRNNCell, double_stack, flatten_state,
+                    DoubleCell, NBRCCell, RNNCell, SpectralRNNCell, flatten_state,
                     make_cell, unflatten_state)
 from .init import INITS, InitReport, critical_init, explain, init_
 from .spectral import spectral_factors, spectral_param_groups
 from .stability import (WarmupReport, diagnose, gradient_flow, lyapunov_exponents, radii, vaa,
                         warmup)
 from .stability.lsc import LSCReport, lsc_pretrain
-from .stack import DeepRNN
+from .stack import DeepRNN, double_stack
 from .tasks import TASKS, make_task
 
 __version__ = "0.1.0"

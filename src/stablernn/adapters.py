@@ -9,29 +9,8 @@ from __future__ import annotations
 from torch import nn
 from torch.nn.utils import parametrize
 
-from .cells.base import Cell
-from .cells.gru import GRUCell
-from .cells.lstm import LSTMCell
-from .cells.rnn import RNNCell
+from .cells.base import cell_for_torch
 from .stack import DeepRNN
-
-_PARAMS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
-
-
-def _cell_for(module: nn.RNNBase, layer: int) -> Cell:
-    d_in = module.input_size if layer == 0 else module.hidden_size
-    kw = {"bias": module.bias}
-    if isinstance(module, nn.LSTM):
-        cell = LSTMCell(d_in, module.hidden_size, **kw)
-    elif isinstance(module, nn.GRU):
-        cell = GRUCell(d_in, module.hidden_size, **kw)
-    else:
-        act = module.nonlinearity
-        cell = RNNCell(d_in, module.hidden_size, nonlinearity=act, **kw)
-    for name in _PARAMS:
-        if getattr(cell, name) is not None:
-            setattr(cell, name, getattr(module, f"{name}_l{layer}"))  # the same Parameter
-    return cell
 
 
 def from_torch(module: nn.Module, *, readout: nn.Module | None = None) -> DeepRNN:
@@ -65,5 +44,6 @@ def from_torch(module: nn.Module, *, readout: nn.Module | None = None) -> DeepRN
     if parametrize.is_parametrized(module):
         raise ValueError("from_torch needs plain Parameters; convert the module before "
                          "registering parametrisations (e.g. stablernn.spectral)")
-    cells = [_cell_for(module, i) for i in range(module.num_layers)]
+    cls = cell_for_torch(module)  # the cell that declares torch_module = type(module)
+    cells = [cls.from_torch_layer(module, i) for i in range(module.num_layers)]
     return DeepRNN(cells, dropout=module.dropout, readout=readout)

@@ -11,41 +11,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
+import torch  # noqa: F401 - the docstring examples run in this namespace
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
 from ._checks import check_bool, check_choice, check_float
 from .cells.base import Cell, State, check_input, check_size, check_state, make_cell
-from .cells.gru import GRUCell
-from .cells.lstm import LSTMCell
-from .cells.rnn import RNNCell
+from .cells.fused import fused_sequence, stack_kernel
 
 READOUT_MODES = ("all", "last")
-
-
-def _fused_kernel(cells: Sequence[Cell]):
-    """The ``torch._VF`` kernel equivalent to ``cells``, or None when there is none."""
-    # a parametrised cell (e.g. stablernn.spectral) has a generated subclass; a subclass of
-    # RNNCell that keeps its recurrence (SpectralRNNCell) is still the fused kernel's RNN
-    kinds = {parametrize.type_before_parametrizations(c) for c in cells}
-    kinds = {RNNCell if issubclass(k, RNNCell) and k.recur is RNNCell.recur else k for k in kinds}
-    if len(kinds) != 1 or len({c.hidden_size for c in cells}) != 1:
-        return None
-    kind = kinds.pop()
-    if kind not in (LSTMCell, GRUCell, RNNCell) or len({c.bias_ih is None for c in cells}) != 1:
-        return None
-    if kind is LSTMCell:
-        return torch._VF.lstm
-    if kind is GRUCell:
-        return torch._VF.gru
-    if kind is RNNCell:
-        acts = {c.nonlinearity for c in cells}
-        if acts == {"tanh"}:
-            return torch._VF.rnn_tanh
-        if acts == {"relu"}:
-            return torch._VF.rnn_relu
-    return None
 
 
 def _check_cells(cells: Sequence[Cell]) -> None:
@@ -150,9 +124,10 @@ class DeepRNN(nn.Module):
             for i, (cell, s) in enumerate(zip(self.cells, state)):
                 check_state(cell, s, x.shape[0], x, name=f"state[{i}]")
             state = [cell.State(*s) for cell, s in zip(self.cells, state)]  # plain tuples too
-        kernel = _fused_kernel(self.cells) if self.fused else None
+        kernel = stack_kernel(self.cells) if self.fused else None
         if kernel is not None:
-            h, states = self._forward_fused(kernel, x, state)
+            h, states = fused_sequence(kernel, self.cells, x, state, dropout=self.dropout,
+                                       training=self.training)
         else:
             with parametrize.cached():  # parametrised weights built once per forward
                 h, states = self._forward_loop(x, state)
@@ -182,22 +157,6 @@ class DeepRNN(nn.Module):
             states.append(s)
         return x, states
 
-    def _forward_fused(self, kernel, x: Tensor, state: Sequence[State]) -> tuple[Tensor, list]:
-        weights = []
-        for c in self.cells:
-            weights += [c.weight_ih, c.weight_hh]
-            if c.bias_ih is not None:
-                weights += [c.bias_ih, c.bias_hh]
-        has_bias = self.cells[0].bias_ih is not None
-        args = (weights, has_bias, self.num_layers, self.dropout, self.training, False, True)
-        h0 = torch.stack([s.h for s in state])  # L x (B, H) -> (L, B, H)
-        if isinstance(self.cells[0], LSTMCell):
-            c0 = torch.stack([s.c for s in state])
-            y, hn, cn = kernel(x, (h0, c0), *args)
-            return y, [c.State(hn[i], cn[i]) for i, c in enumerate(self.cells)]
-        y, hn = kernel(x, h0, *args)
-        return y, [c.State(hn[i]) for i, c in enumerate(self.cells)]
-
     def step(self, x_t: Tensor, state: Sequence[State]) -> tuple[Tensor, list]:
         """One time step through every layer (no dropout, no readout): ``(h_top, states)``."""
         new = []
@@ -205,3 +164,30 @@ class DeepRNN(nn.Module):
             x_t, s = cell(x_t, s)
             new.append(s)
         return x_t, new
+
+
+def double_stack(cell: str, input_size: int, hidden_size: int, num_layers: int = 1,
+                 **kw) -> DeepRNN:
+    """A DeepRNN whose every layer is a double layer of ``cell`` halves (partial warm-up,
+    docs/warmup.md).
+
+    Args:
+        cell: registered name of the half cells. input_size: features of the input.
+        hidden_size: width of every layer (halves of ``hidden_size / 2``).
+        num_layers: depth.
+        **kw: DeepRNN options (``dropout``, ``readout``, ``readout_mode``, ``fused``) and the
+            half cells' options.
+
+    Returns:
+        The same as ``DeepRNN.build("double", ..., half=cell)``.
+
+    Raises:
+        ValueError: ``hidden_size < 2``, unknown ``cell``, bad sizes.
+
+    Example:
+        >>> model = double_stack("gru", 1, 8, num_layers=2, readout=1)
+        >>> model(torch.randn(4, 5, 1))[0].shape
+        torch.Size([4, 5, 1])
+    """
+    check_size("num_layers", num_layers)
+    return DeepRNN.build("double", input_size, hidden_size, num_layers, half=cell, **kw)

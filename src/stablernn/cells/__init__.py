@@ -8,11 +8,17 @@ from .mgu import MGUCell, MGUState
 from .brc import BRCCell, BRCState, NBRCCell
 from .alif import ALIFCell, ALIFState, spike_fn
 from .lru import LRUCell, LRUState
-from .double import DoubleCell, DoubleState, double_stack, make_double
+from .double import DoubleCell, DoubleState, make_double
 
 __all__ = [
     "CELLS", "Cell", "flatten_state", "make_cell", "register_cell", "unflatten_state",
     "RNNCell", "RNNState", "SpectralRNNCell", "LSTMCell", "LSTMState", "GRUCell", "GRUState", "MGUCell", "MGUState",
     "BRCCell", "BRCState", "NBRCCell", "ALIFCell", "ALIFState", "spike_fn", "LRUCell", "LRUState",
-    "DoubleCell", "DoubleState", "double_stack", "make_double",
+    "DoubleCell", "DoubleState", "make_double",
 ]
+
+
+def __getattr__(name: str):  # the deprecated stablernn.cells.double_stack (see cells/double.py)
+    from . import double
+
+    return getattr(double, name)

@@ -13,11 +13,12 @@ it back, using the cell's ``state_sizes``.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
+from torch.nn.utils import parametrize
 
 from .._checks import check_int
 
@@ -108,9 +109,37 @@ class Cell(nn.Module):
     ``step`` and, when the output is not the first state field, ``output``.
     ``forward_sequence`` may be overridden with a faster whole-sequence loop (e.g. one GEMM for
     all input projections); it must give the same numbers as stepping ``forward``.
+
+    A cell also declares what the methods need to know about it (docs/architecture.md, "Cells
+    declare their capabilities"), so no module outside ``cells/`` asks for its class:
+
+    - ``gates``: the names of the row blocks of ``weight_ih`` / ``weight_hh`` in PyTorch's
+      stacked layout (``("i", "f", "g", "o")`` for the LSTM); ``()`` when the weights are not
+      gate-stacked. Classical inits act per block, :meth:`gate_rows` finds one.
+    - ``recurrent_weights`` / ``input_weights``: the Parameters that carry the time map and the
+      input (or depth) map: what LSC's rescaling heuristic scales.
+    - ``meanfield``: ``"lstm"`` / ``"gru"`` when the mean-field theory of critical init covers
+      the cell (docs/init.md), else None.
+    - ``identity_init``: ``h' = act(W_ih x + W_hh h + b)``, so IRNN's identity ``W_hh`` applies.
+    - ``forget_gate`` / ``chrono_gates``: the gate whose bias sets how long the state is kept
+      (``forget_bias`` init) and the gates chrono init sets, with the sign of the timescale.
+    - ``torch_module``: the ``torch.nn`` class whose layers this cell runs as they are
+      (:func:`stablernn.from_torch`); :meth:`fused_kernel`: the fused ``torch._VF`` kernel of
+      that class, or None.
+    - :meth:`set_time_radius` (LRU): set the time-Jacobian radius directly.
+    - :meth:`warm_part` / :meth:`cold_parameters`: the sub-cell warm-up trains and the
+      Parameters it must leave alone (the double layer of partial warm-up).
     """
 
     State: type = None  # type: ignore[assignment]
+    gates: ClassVar[tuple[str, ...]] = ()
+    recurrent_weights: ClassVar[tuple[str, ...]] = ("weight_hh",)
+    input_weights: ClassVar[tuple[str, ...]] = ("weight_ih",)
+    meanfield: ClassVar[str | None] = None
+    identity_init: ClassVar[bool] = False
+    forget_gate: ClassVar[str | None] = None
+    chrono_gates: ClassVar[dict[str, float]] = {}
+    torch_module: ClassVar[type[nn.RNNBase] | None] = None
 
     def __init__(self, input_size: int, hidden_size: int) -> None:
         super().__init__()
@@ -177,6 +206,88 @@ class Cell(nn.Module):
 
     def extra_repr(self) -> str:
         return f"{self.input_size}, {self.hidden_size}"
+
+    # ------------------------------------------------------------------ capabilities
+
+    def gate_rows(self, gate: str) -> slice:
+        """The rows of ``gate`` in ``weight_ih`` / ``weight_hh`` / the biases.
+
+        Example:
+            >>> make_cell("lstm", 2, 3).gate_rows("f")
+            slice(3, 6, None)
+        """
+        if gate not in self.gates:
+            raise ValueError(f"{type(self).__name__} has no gate {gate!r}; its gates: "
+                             f"{', '.join(self.gates) or 'none (not gate-stacked)'}")
+        k, n = self.gates.index(gate), self.hidden_size
+        return slice(k * n, (k + 1) * n)
+
+    def fused_kernel(self) -> Callable | None:
+        """The fused multi-layer ``torch._VF`` kernel that computes this cell, or None.
+
+        A cell that has one must hold ``weight_ih``, ``weight_hh``, ``bias_ih``, ``bias_hh`` in
+        PyTorch's layout and a state of ``h`` (and ``c``), like the ``torch_module`` it mirrors.
+        """
+        return None
+
+    def _keeps_recur(self, cls: type) -> bool:
+        """True when this cell computes ``cls``'s step: a subclass that changes ``recur``
+        (or ``step``) loses ``cls``'s fused kernel and declared theory."""
+        kind = parametrize.type_before_parametrizations(self)
+        return kind.recur is cls.recur and kind.step is cls.step
+
+    def meanfield_kind(self) -> str | None:
+        """``meanfield`` as declared, or None when a subclass changed the declaring class's step
+        (the theory then no longer describes the cell)."""
+        owner = next(k for k in type(self).__mro__ if "meanfield" in vars(k))
+        return self.meanfield if self._keeps_recur(owner) else None
+
+    set_time_radius: Callable[[float], None] | None = None
+    """``set_time_radius(radius)`` when the time radius can be set without gradients (LRU)."""
+
+    def warm_part(self) -> Cell:
+        """The part of the cell that warm-up makes multistable (the whole cell by default)."""
+        return self
+
+    def warm_state(self, state: State) -> State:
+        """The state of :meth:`warm_part` within this cell's ``state``."""
+        return state
+
+    def cold_parameters(self) -> Iterator[nn.Parameter]:
+        """Parameters warm-up must leave unchanged inside a warmed layer (none by default)."""
+        return iter(())
+
+    @classmethod
+    def from_torch_layer(cls, module: nn.RNNBase, layer: int) -> Cell:
+        """A cell sharing layer ``layer``'s Parameters of ``module`` (of ``cls.torch_module``)."""
+        d_in = module.input_size if layer == 0 else module.hidden_size
+        cell = cls(d_in, module.hidden_size, bias=module.bias, **cls._torch_options(module))
+        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+            if getattr(cell, name) is not None:
+                setattr(cell, name, getattr(module, f"{name}_l{layer}"))  # the same Parameter
+        return cell
+
+    @classmethod
+    def _torch_options(cls, module: nn.RNNBase) -> dict[str, Any]:
+        return {}
+
+
+def cell_classes() -> list[type[Cell]]:
+    """The registered cell classes (presets resolved), in registration order, each once."""
+    out: list[type[Cell]] = []
+    for factory in CELLS.values():
+        cls = getattr(factory, "cell_class", factory)
+        if cls not in out:
+            out.append(cls)
+    return out
+
+
+def cell_for_torch(module: nn.Module) -> type[Cell] | None:
+    """The registered cell class that runs ``module``'s layers (by ``torch_module``; a
+    subclass of ``torch.nn.LSTM`` is run as an LSTM), or None."""
+    declared = {cls.__dict__["torch_module"]: cls for cls in cell_classes()
+                if cls.__dict__.get("torch_module") is not None}
+    return next((declared[k] for k in type(module).__mro__ if k in declared), None)
 
 
 def flatten_state(state: State) -> Tensor:

@@ -23,6 +23,7 @@ class BRCState(NamedTuple):
 
 class _BistableBase(Cell):
     State = BRCState
+    gates = ("a", "c", "h")  # of weight_ih; nBRC's weight_hh holds the (a, c) blocks
 
     def __init__(self, input_size: int, hidden_size: int) -> None:
         super().__init__(input_size, hidden_size)
@@ -55,6 +56,8 @@ class BRCCell(_BistableBase):
         >>> cell(torch.randn(2, 3))[0].shape
         torch.Size([2, 5])
     """
+
+    recurrent_weights = ("weight_a", "weight_c")
 
     def __init__(self, input_size: int, hidden_size: int) -> None:
         super().__init__(input_size, hidden_size)

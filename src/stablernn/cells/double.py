@@ -12,14 +12,17 @@ like for any cell.
 """
 from __future__ import annotations
 
-from typing import NamedTuple
+import warnings
+from collections.abc import Iterator
+from typing import Any, NamedTuple
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
-from .base import Cell, check_size, flatten_state, make_cell, register_cell, unflatten_state
+from .base import Cell, flatten_state, make_cell, register_cell, unflatten_state
+from .fused import fused_sequence, stack_kernel
 
-__all__ = ["DoubleCell", "DoubleState", "double_stack", "make_double"]
+__all__ = ["DoubleCell", "DoubleState", "make_double"]
 
 
 class DoubleState(NamedTuple):
@@ -50,6 +53,8 @@ class DoubleCell(Cell):
     """
 
     State = DoubleState
+    recurrent_weights = ()  # the halves own the weights
+    input_weights = ()
 
     def __init__(self, input_size: int, hidden_size: int, *, half: str = "gru",
                  **options) -> None:
@@ -82,6 +87,17 @@ class DoubleCell(Cell):
         return (unflatten_state(state.first, self.first),
                 unflatten_state(state.second, self.second))
 
+    def warm_part(self) -> Cell:
+        """The first half: partial warm-up makes only it multistable."""
+        return self.first
+
+    def warm_state(self, state: DoubleState) -> tuple:
+        return unflatten_state(state.first, self.first)
+
+    def cold_parameters(self) -> Iterator[nn.Parameter]:
+        """The second half keeps its default, monostable dynamics."""
+        return self.second.parameters()
+
     def project(self, x: Tensor) -> Tensor:
         # (..., D) -> (..., G_1 + G_2): both halves' input projections side by side
         return torch.cat([self.first.project(x), self.second.project(x)], -1)
@@ -110,20 +126,11 @@ class DoubleCell(Cell):
 
 def _half_sequence(half: Cell, x: Tensor, state: tuple) -> tuple[Tensor, tuple]:
     """One half over a whole sequence, through torch's fused kernel when there is one."""
-    from ..stack import _fused_kernel  # the stack imports the cells: import late
-
-    kernel = _fused_kernel([half])
+    kernel = stack_kernel([half])
     if kernel is None:
         return half.forward_sequence(x, state)
-    has_bias = half.bias_ih is not None
-    weights = [half.weight_ih, half.weight_hh] + ([half.bias_ih, half.bias_hh] if has_bias
-                                                  else [])
-    args = (weights, has_bias, 1, 0.0, False, False, True)  # 1 layer, batch-first
-    if len(state) == 2:  # LSTM: (h, c), each (B, H) -> (1, B, H)
-        y, h, c = kernel(x, (state[0][None], state[1][None]), *args)
-        return y, half.State(h[0], c[0])
-    y, h = kernel(x, state[0][None], *args)
-    return y, half.State(h[0])
+    y, (last,) = fused_sequence(kernel, [half], x, [state])
+    return y, last
 
 
 def make_double(cell: str, input_size: int, hidden_size: int, **options) -> DoubleCell:
@@ -147,30 +154,13 @@ def make_double(cell: str, input_size: int, hidden_size: int, **options) -> Doub
     return DoubleCell(input_size, hidden_size, half=cell, **options)
 
 
-def double_stack(cell: str, input_size: int, hidden_size: int, num_layers: int = 1,
-                 **kw):
-    """A DeepRNN whose every layer is a double layer of ``cell`` halves.
+def __getattr__(name: str) -> Any:
+    # double_stack builds a DeepRNN, so it lives in stablernn.stack (cells never import the
+    # stack); this keeps the old import path working for a deprecation period
+    if name == "double_stack":
+        warnings.warn("stablernn.cells.double.double_stack moved: import it from stablernn "
+                      "(stablernn.double_stack)", DeprecationWarning, stacklevel=2)
+        from ..stack import double_stack
 
-    Args:
-        cell: registered name of the half cells. input_size: features of the input.
-        hidden_size: width of every layer (halves of ``hidden_size / 2``).
-        num_layers: depth.
-        **kw: DeepRNN options (``dropout``, ``readout``, ``readout_mode``, ``fused``) and the
-            half cells' options.
-
-    Returns:
-        A :class:`stablernn.stack.DeepRNN` (equivalently ``DeepRNN.build("double", ...,
-        half=cell)``).
-
-    Raises:
-        ValueError: ``hidden_size < 2``, unknown ``cell``, bad sizes.
-
-    Example:
-        >>> model = double_stack("gru", 1, 8, num_layers=2, readout=1)
-        >>> model(torch.randn(4, 5, 1))[0].shape
-        torch.Size([4, 5, 1])
-    """
-    from ..stack import DeepRNN  # stack imports cells: import late
-
-    check_size("num_layers", num_layers)
-    return DeepRNN.build("double", input_size, hidden_size, num_layers, half=cell, **kw)
+        return double_stack
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,11 +1,12 @@
 """GRU cell with exactly PyTorch's gate equations and weight layout (gates r, z, n)."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from .base import Cell, register_cell
 from .rnn import gate_params
@@ -27,6 +28,10 @@ class GRUCell(Cell):
     """
 
     State = GRUState
+    gates = ("r", "z", "n")
+    meanfield = "gru"
+    chrono_gates = {"z": 1.0}  # h' = (1 - z) n + z h: a large z keeps the state
+    torch_module = nn.GRU
 
     def __init__(self, input_size: int, hidden_size: int, *, bias: bool = True) -> None:
         super().__init__(input_size, hidden_size)
@@ -42,3 +47,6 @@ class GRUCell(Cell):
         r, z = torch.sigmoid(xr + hr), torch.sigmoid(xz + hz)
         n = torch.tanh(xn + r * hn)
         return GRUState(n + z * (state.h - n))
+
+    def fused_kernel(self) -> Callable | None:
+        return torch._VF.gru if self._keeps_recur(GRUCell) else None

@@ -36,6 +36,8 @@ class LRUCell(Cell):
     """
 
     State = LRUState
+    recurrent_weights = ()  # the time map is set by set_time_radius, not by scaling
+    input_weights = ("B_re", "B_im")
 
     def __init__(self, input_size: int, hidden_size: int, *, state_size: int | None = None,
                  r_min: float = 0.4, r_max: float = 0.99, max_phase: float = 2 * math.pi) -> None:
@@ -64,6 +66,14 @@ class LRUCell(Cell):
     def magnitude(self) -> Tensor:
         """``|lambda|`` per state unit (the time-Jacobian radius of this layer)."""
         return torch.exp(-torch.exp(self.nu_log))
+
+    @torch.no_grad()
+    def set_time_radius(self, radius: float) -> None:
+        """Scale every ``|lambda|`` so the largest is ``radius`` (the layer's time radius),
+        keeping their ratios; the gradient-free LSC of docs/lsc.md uses it."""
+        mag = self.magnitude()
+        new_mag = (mag * radius / mag.max()).clamp(1e-4, 1 - 1e-6)
+        self.nu_log.copy_(torch.log(-torch.log(new_mag)))
 
     def project(self, x: Tensor) -> Tensor:
         gamma = torch.sqrt(1 - self.magnitude() ** 2)

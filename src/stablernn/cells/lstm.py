@@ -1,11 +1,12 @@
 """LSTM cell with exactly PyTorch's gate equations and weight layout (gates i, f, g, o)."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from .base import Cell, register_cell
 from .rnn import gate_params
@@ -28,6 +29,11 @@ class LSTMCell(Cell):
     """
 
     State = LSTMState
+    gates = ("i", "f", "g", "o")
+    meanfield = "lstm"
+    forget_gate = "f"
+    chrono_gates = {"f": 1.0, "i": -1.0}  # b_f = log U[1, t_max - 1], b_i = -b_f
+    torch_module = nn.LSTM
 
     def __init__(self, input_size: int, hidden_size: int, *, bias: bool = True) -> None:
         super().__init__(input_size, hidden_size)
@@ -41,3 +47,6 @@ class LSTMCell(Cell):
         i, f, g, o = gates.chunk(4, dim=-1)  # (B, 4H) -> 4 x (B, H)
         c = torch.sigmoid(f) * state.c + torch.sigmoid(i) * torch.tanh(g)
         return LSTMState(torch.sigmoid(o) * torch.tanh(c), c)
+
+    def fused_kernel(self) -> Callable | None:
+        return torch._VF.lstm if self._keeps_recur(LSTMCell) else None

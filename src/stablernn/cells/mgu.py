@@ -30,6 +30,7 @@ class MGUCell(Cell):
     """
 
     State = MGUState
+    gates = ("f", "n")
 
     def __init__(self, input_size: int, hidden_size: int, *, bias: bool = True) -> None:
         super().__init__(input_size, hidden_size)

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -55,6 +56,9 @@ class RNNCell(Cell):
     """
 
     State = RNNState
+    gates = ("h",)
+    identity_init = True
+    torch_module = nn.RNN
 
     def __init__(self, input_size: int, hidden_size: int, *, nonlinearity: str = "tanh",
                  bias: bool = True) -> None:
@@ -69,6 +73,15 @@ class RNNCell(Cell):
     def recur(self, p_t: Tensor, state: RNNState) -> RNNState:
         return RNNState(ACTIVATIONS[self.nonlinearity](
             p_t + F.linear(state.h, self.weight_hh, self.bias_hh)))
+
+    def fused_kernel(self) -> Callable | None:
+        if not self._keeps_recur(RNNCell):
+            return None
+        return {"tanh": torch._VF.rnn_tanh, "relu": torch._VF.rnn_relu}.get(self.nonlinearity)
+
+    @classmethod
+    def _torch_options(cls, module: nn.RNNBase) -> dict[str, Any]:
+        return {"nonlinearity": module.nonlinearity}
 
     def extra_repr(self) -> str:
         return f"{self.input_size}, {self.hidden_size}, nonlinearity={self.nonlinearity!r}"

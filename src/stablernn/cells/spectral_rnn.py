@@ -32,6 +32,9 @@ class SpectralRNNCell(RNNCell):
         True
     """
 
+    identity_init = False  # the parametrisation holds weight_hh: an init cannot write it
+    torch_module = None
+
     def __init__(self, input_size: int, hidden_size: int, *, k: int | None = None,
                  r: float = 0.01, sigma_star: float = 1.0, nonlinearity: str = "tanh",
                  bias: bool = True) -> None:

@@ -31,9 +31,8 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from .._checks import check_float
-from ..cells.gru import GRUCell
-from ..cells.lstm import LSTMCell
-from ..cells.rnn import RNNCell, init_uniform_
+from ..cells.base import cell_classes
+from ..cells.rnn import init_uniform_
 
 
 def _blocks(cell: nn.Module, name: str) -> list[torch.Tensor]:
@@ -41,7 +40,8 @@ def _blocks(cell: nn.Module, name: str) -> list[torch.Tensor]:
     w = getattr(cell, name, None)
     if not isinstance(w, torch.Tensor) or w.dim() != 2 or w.shape[0] % cell.hidden_size:
         raise ValueError(f"{type(cell).__name__} has no gated {name} (G*H, .) matrix; this "
-                         f"scheme applies to RNN, LSTM, GRU, MGU and nBRC layers")
+                         f"scheme applies to layers whose weights stack gate blocks of hidden_size rows "
+                         f"(RNN, LSTM, GRU, MGU, nBRC, ...)")
     return list(w.data.split(cell.hidden_size, dim=0))
 
 
@@ -52,19 +52,20 @@ def _zero_biases(cell: nn.Module) -> None:
             b.data.zero_()
 
 
-def _require(cell: nn.Module, kinds: tuple, scheme: str) -> None:
-    if not isinstance(cell, kinds):
-        names = ", ".join(k.__name__ for k in kinds)
+def _require(cell: nn.Module, needs: str, scheme: str) -> None:
+    """Raise unless ``cell`` declares the capability ``needs`` (a Cell class attribute)."""
+    if not getattr(cell, needs, None):
+        names = ", ".join(k.__name__ for k in cell_classes() if getattr(k, needs))
         raise ValueError(  # noqa: TRY004 - the brief: a scheme that does not apply is a ValueError
             f"init {scheme!r} applies to {names} layers, got {type(cell).__name__}")
 
 
-def _gate_bias(cell: nn.Module, gate: int) -> torch.Tensor:
+def _gate_bias(cell: nn.Module, gate: str) -> torch.Tensor:
     """``bias_ih``'s block of ``gate`` (``bias_hh``'s block zeroed, so the sum is this)."""
     if cell.bias_ih is None:
         raise ValueError(f"{type(cell).__name__} was built with bias=False; this scheme sets "
                          f"biases")
-    rows = slice(gate * cell.hidden_size, (gate + 1) * cell.hidden_size)
+    rows = cell.gate_rows(gate)
     cell.bias_hh.data[rows] = 0.0
     return cell.bias_ih.data[rows]
 
@@ -105,9 +106,11 @@ def orthogonal(cell: nn.Module) -> None:
 
 @torch.no_grad()
 def identity(cell: nn.Module) -> None:
-    """IRNN: identity recurrent matrix, ``N(0, 1e-6)`` input weights, biases 0."""
-    _require(cell, (RNNCell,), "identity")
-    cell.weight_hh.data.copy_(torch.eye(cell.hidden_size))
+    """IRNN: identity recurrent matrix (ones for a diagonal one), ``N(0, 1e-6)`` input weights,
+    biases 0."""
+    _require(cell, "identity_init", "identity")
+    w = cell.weight_hh.data
+    w.copy_(torch.eye(cell.hidden_size) if w.dim() == 2 else torch.ones_like(w))
     cell.weight_ih.data.normal_(0.0, 1e-3)
     _zero_biases(cell)
 
@@ -115,21 +118,19 @@ def identity(cell: nn.Module) -> None:
 @torch.no_grad()
 def forget_bias(cell: nn.Module, *, value: float = 1.0) -> None:
     """LSTM forget-gate bias (the sum ``bias_ih + bias_hh``) set to ``value``."""
-    _require(cell, (LSTMCell,), "forget_bias")
-    _gate_bias(cell, 1).fill_(value)
+    _require(cell, "forget_gate", "forget_bias")
+    _gate_bias(cell, cell.forget_gate).fill_(value)
 
 
 @torch.no_grad()
 def chrono(cell: nn.Module, *, t_max: int) -> None:
-    """Chrono biases for dependencies up to ``t_max`` steps (LSTM and GRU)."""
-    _require(cell, (LSTMCell, GRUCell), "chrono")
+    """Chrono biases for dependencies up to ``t_max`` steps (the cell's ``chrono_gates``:
+    LSTM ``b_f = b``, ``b_i = -b``; GRU ``b_z = b``)."""
+    _require(cell, "chrono_gates", "chrono")
     t_max = check_t_max(t_max)
     b = torch.log(torch.empty(cell.hidden_size).uniform_(1.0, float(t_max) - 1.0))
-    if isinstance(cell, LSTMCell):
-        _gate_bias(cell, 1).copy_(b)   # f
-        _gate_bias(cell, 0).copy_(-b)  # i
-    else:
-        _gate_bias(cell, 1).copy_(b)   # z: h' = (1 - z) n + z h keeps the state
+    for gate, sign in cell.chrono_gates.items():
+        _gate_bias(cell, gate).copy_(sign * b)
 
 
 @torch.no_grad()
@@ -152,7 +153,8 @@ class Scheme:
 
     Attributes:
         apply: changes one layer in place, ``apply(cell, **options)``.
-        kinds: the layer classes it applies to (None: any layer with the weights it needs).
+        needs: the cell capability it needs (a :class:`~stablernn.cells.base.Cell` attribute
+            such as ``"forget_gate"``; None: any layer with the weights it needs).
         gated: needs gate-block ``weight_ih`` / ``weight_hh`` matrices.
         bias: sets biases (refuses layers built with ``bias=False``).
         options: option name -> checker returning the converted value.
@@ -160,7 +162,7 @@ class Scheme:
     """
 
     apply: Callable[..., None]
-    kinds: tuple[type, ...] | None = None
+    needs: str | None = None
     gated: bool = False
     bias: bool = False
     options: dict[str, Callable[[Any], Any]] = field(default_factory=dict)
@@ -172,8 +174,8 @@ class Scheme:
             raise ValueError(f"init {name!r}: {type(cell).__name__} has parametrised weights "
                              f"(e.g. stablernn.spectral), which an init cannot write; "
                              f"initialise before parametrising")
-        if self.kinds is not None:
-            _require(cell, self.kinds, name)
+        if self.needs is not None:
+            _require(cell, self.needs, name)
         if self.gated:
             _blocks(cell, "weight_ih")
             _blocks(cell, "weight_hh")
@@ -199,10 +201,10 @@ CLASSICAL = {
     "glorot_normal": Scheme(glorot_normal, gated=True),
     "he": Scheme(he, gated=True),
     "orthogonal": Scheme(orthogonal, gated=True),
-    "identity": Scheme(identity, kinds=(RNNCell,)),
-    "forget_bias": Scheme(forget_bias, kinds=(LSTMCell,), bias=True,
+    "identity": Scheme(identity, needs="identity_init"),
+    "forget_bias": Scheme(forget_bias, needs="forget_gate", bias=True,
                           options={"value": lambda v: check_float("value", v)}),
-    "chrono": Scheme(chrono, kinds=(LSTMCell, GRUCell), bias=True,
+    "chrono": Scheme(chrono, needs="chrono_gates", bias=True,
                      options={"t_max": check_t_max}, required=("t_max",)),
     "torch_default": Scheme(torch_default),
 }

@@ -6,6 +6,7 @@ import math
 import torch
 from torch import nn
 
+from ..cells.base import Cell
 from .meanfield import GATES, GateHyper, MeanFieldHyper
 
 
@@ -93,11 +94,9 @@ def apply_hyper(cell: nn.Module, hp: MeanFieldHyper, *, generator: torch.Generat
 
 
 def cell_kind(cell: nn.Module) -> str | None:
-    """"lstm" / "gru" for the layers the mean-field theory covers, else None."""
-    from ..cells.gru import GRUCell
-    from ..cells.lstm import LSTMCell
-
-    return {LSTMCell: "lstm", GRUCell: "gru"}.get(type(cell))
+    """"lstm" / "gru" for the layers the mean-field theory covers (the cell's declared
+    ``meanfield`` kind; a subclass that changes the step loses it), else None."""
+    return cell.meanfield_kind() if isinstance(cell, Cell) else None
 
 
 @torch.no_grad()
@@ -112,8 +111,8 @@ def estimate_hyper(cell: nn.Module, *, q_x: float = 1.0) -> MeanFieldHyper:
     n, n_in = cell.hidden_size, cell.input_size
     bias = None if cell.bias_ih is None else cell.bias_ih + cell.bias_hh
     gates = {}
-    for k, name in enumerate(GATES[kind]):
-        rows = slice(k * n, (k + 1) * n)
+    for name in GATES[kind]:
+        rows = cell.gate_rows(name)
         b = torch.zeros(n) if bias is None else bias[rows].double()
         gates[name] = GateHyper(sigma=float(cell.weight_hh[rows].double().pow(2).mean().sqrt())
                                 * math.sqrt(n),

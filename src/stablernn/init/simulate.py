@@ -22,14 +22,14 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .._checks import check_float, check_int, check_seed
-from ..cells.gru import GRUCell, GRUState
-from ..cells.lstm import LSTMCell, LSTMState
+from .critical import cell_kind
 
 
 def _check(cell, *, q_x: float, c_x: float = 0.0, seed: int = 0, **counts: int) -> None:
     """Check the cell and every option of a simulation before it runs (docs/robustness.md)."""
-    if not isinstance(cell, (LSTMCell, GRUCell)):
-        raise TypeError(f"simulation covers LSTMCell and GRUCell, got {type(cell).__name__}")
+    if cell_kind(cell) is None:
+        raise TypeError(f"simulation covers the cells the mean-field theory covers (LSTMCell "
+                        f"and GRUCell), got {type(cell).__name__}")
     check_float("q_x", q_x, low=0.0)
     check_float("c_x", c_x, low=-1.0, high=1.0)
     check_seed(seed)
@@ -43,21 +43,22 @@ def _inputs(cell, batch: int, q_x: float, gen: torch.Generator) -> Tensor:
                                         dtype=ref.dtype).to(ref.device)
 
 
-def _out_gate(cell: LSTMCell, p_t: Tensor, h_prev: Tensor) -> Tensor:
+def _out_gate(cell, p_t: Tensor, h_prev: Tensor) -> Tensor:
     """The LSTM output gate of the step with projected input ``p_t`` from ``h_prev``."""
     gates = p_t + F.linear(h_prev, cell.weight_hh, cell.bias_hh)
-    return torch.sigmoid(gates.chunk(4, dim=-1)[3])
+    return torch.sigmoid(gates[..., cell.gate_rows("o")])
 
 
 def _state_map(cell, p_t: Tensor, state, o_prev: Tensor | None):
     """The map state_{t-1} -> state_t the Jacobian is taken of (a flat ``(B, N)`` tensor)."""
-    if isinstance(cell, GRUCell):
-        return lambda h: cell.recur(p_t, GRUState(h)).h
-    return lambda c: cell.recur(p_t, LSTMState(o_prev * torch.tanh(c), c)).c
+    if cell_kind(cell) == "gru":
+        return lambda h: cell.recur(p_t, cell.State(h)).h
+    return lambda c: cell.recur(p_t, cell.State(o_prev * torch.tanh(c), c)).c
 
 
-def _key(state) -> Tensor:
-    return state.c if isinstance(state, LSTMState) else state.h
+def _key(cell, state) -> Tensor:
+    """The state the theory follows: the LSTM's cell state ``c``, the GRU's ``h``."""
+    return state.c if cell_kind(cell) == "lstm" else state.h
 
 
 @torch.no_grad()
@@ -66,7 +67,7 @@ def _run(cell, state, steps: int, q_x: float, gen: torch.Generator):
     o_prev = None
     for _ in range(steps):
         p = cell.project(_inputs(cell, state[0].shape[0], q_x, gen))
-        if isinstance(cell, LSTMCell):
+        if cell_kind(cell) == "lstm":
             o_prev = _out_gate(cell, p, state.h)
         state = cell.recur(p, state)
     return state, o_prev
@@ -86,6 +87,7 @@ def measure_m(cell, *, q_x: float = 1.0, batch: int = 8, burn: int = 200, probes
         The Hutchinson estimate averaged over ``batch x probes`` states.
 
     Example:
+        >>> from stablernn import GRUCell
         >>> m = measure_m(GRUCell(16, 64), burn=20, probes=1)
     """
     _check(cell, q_x=q_x, seed=seed, batch=batch, burn=burn, probes=probes)
@@ -97,7 +99,7 @@ def measure_m(cell, *, q_x: float = 1.0, batch: int = 8, burn: int = 200, probes
         fn = _state_map(cell, p, state, o_prev)
         v = torch.randn(batch, cell.hidden_size, generator=gen, dtype=p.dtype).to(p.device)
         with torch.no_grad():
-            _, jv = torch.func.jvp(fn, (_key(state),), (v,))
+            _, jv = torch.func.jvp(fn, (_key(cell, state),), (v,))
         total += float((jv ** 2).sum(-1).mean()) / cell.hidden_size
         state, o_prev = _run(cell, state, 1, q_x, gen)  # fresh input, fresh state
     return total / probes
@@ -113,7 +115,7 @@ def correlation_curve(cell, steps: int, *, q_x: float = 1.0, c_x: float = 0.0, p
     state = type(state)(*(torch.cat([s, s]) for s in state))  # (2P, N): copies a then b
     curve = []
     for t in range(steps + 1):
-        s = _key(state)
+        s = _key(cell, state)
         a, b = s[:pairs], s[pairs:]
         curve.append(float((a * b).mean() / (0.5 * (a * a + b * b).mean())))
         xa = _inputs(cell, pairs, q_x, gen)
@@ -149,6 +151,7 @@ def measure_xi(cell, *, steps: int, q_x: float = 1.0, c_x: float = 0.0, pairs: i
         The fitted decay time in steps.
 
     Example:
+        >>> from stablernn import GRUCell
         >>> xi = measure_xi(GRUCell(16, 64), steps=20, burn=20)
     """
     return decay_time(correlation_curve(cell, steps, q_x=q_x, c_x=c_x, pairs=pairs, burn=burn,

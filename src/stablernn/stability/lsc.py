@@ -72,7 +72,6 @@ from .._checks import (all_finite, check_bool, check_choice, check_finite_weight
                        check_int, check_options, check_positive, check_seed)
 from .._transaction import transaction
 from ..cells.base import check_input
-from ..cells.lru import LRUCell
 from ..plotting import new_axes
 from .jacobians import (
     MAX_READOUT,
@@ -93,8 +92,6 @@ from .radii import radii_at
 __all__ = ["LSCReport", "OutOfTime", "TimeBudget", "check_lsc_args",
            "lsc_pretrain", "lsc_targets"]
 
-RECURRENT_NAMES = ("weight_hh", "weight_a", "weight_c")
-INPUT_NAMES = ("weight_ih", "B_re", "B_im")
 METHODS = ("auto", "gradient", "rescale")
 OPTIMIZERS = ("newton", "adamw")
 DEFAULT_LR = {"newton": 0.5, "adamw": 7.2e-3}
@@ -307,8 +304,8 @@ def _measure(model: nn.Module, x: Tensor, estimator: str, steps: int, seed: int,
 def _rescale(model: nn.Module, current: dict[str, float], targets: dict[str, float]) -> None:
     """Reference heuristic: scale each recurrent / input weight by clip(target/r, 0.85, 1.15)."""
     for l, cell in enumerate(getattr(model, "cells", [])):
-        for names, key in ((RECURRENT_NAMES, f"time {l}"),
-                           (INPUT_NAMES, f"input {l}" if l == 0 else f"depth {l}")):
+        for names, key in ((cell.recurrent_weights, f"time {l}"),
+                           (cell.input_weights, f"input {l}" if l == 0 else f"depth {l}")):
             r = current.get(key)
             if not r:
                 continue
@@ -572,14 +569,12 @@ def _lru_rescale_loop(model, held, targets, opts, report, bar, budget) -> None:
             report.converged = True
             return
         for l, cell in enumerate(model.cells):
-            mag = cell.magnitude()
-            new_mag = (mag * targets["time"] / mag.max()).clamp(1e-4, 1 - 1e-6)
-            cell.nu_log.copy_(torch.log(-torch.log(new_mag)))
+            cell.set_time_radius(targets["time"])
             r = current.get(f"input {l}" if l == 0 else f"depth {l}")
             if r:
                 scale = targets["input" if l == 0 else "depth"] / r
-                cell.B_re.mul_(scale)
-                cell.B_im.mul_(scale)
+                for name in cell.input_weights:
+                    getattr(cell, name).mul_(scale)
         if model.readout is not None and isinstance(model.readout, nn.Linear) and \
                 f"readout {model.num_layers}" in current:
             model.readout.weight.mul_(targets["readout"] / current[f"readout {model.num_layers}"])
@@ -687,7 +682,7 @@ def _run(net, inputs, held, walker, blocks, tgt, opts, budget) -> LSCReport:
 
 def _method(method: str, model: nn.Module, mlp: bool) -> str:
     """The method to run: "auto" resolved, "rescale" refused where it does not apply."""
-    lru = not mlp and all(isinstance(c, LRUCell) for c in as_deep_rnn(model).cells)
+    lru = not mlp and all(c.set_time_radius is not None for c in as_deep_rnn(model).cells)
     if method == "rescale" and not lru:
         raise ValueError("method='rescale' is the gradient-free LRU variant; this model has "
                          "non-LRU layers, use method='gradient'")

@@ -47,8 +47,7 @@ from tqdm.auto import tqdm
 from .._checks import (all_finite, check_bool, check_finite_weights, check_float, check_int,
                        check_options, check_positive, check_seed)
 from .._transaction import transaction
-from ..cells.base import Cell, flatten_state, unflatten_state
-from ..cells.double import DoubleCell
+from ..cells.base import Cell, flatten_state
 from ..plotting import new_axes
 from ..stack import DeepRNN
 from .jacobians import NonFiniteError, as_deep_rnn, prepare
@@ -188,21 +187,13 @@ def curriculum_length(k: int, gen: torch.Generator, *, s_max: int = 200,
     return int(torch.randint(1, high + 1, (), generator=gen))
 
 
-def _warm_part(cell: Cell) -> Cell:
-    return cell.first if isinstance(cell, DoubleCell) else cell
-
-
-def _warm_state(cell: Cell, state: tuple) -> tuple:
-    return unflatten_state(state.first, cell.first) if isinstance(cell, DoubleCell) else state
-
-
 def _no_clock() -> None:
     pass
 
 
 def _layer_vaa_star(cell: Cell, state: tuple, u: Tensor, S: int, eps: float,
                     clock: Callable[[], None] = _no_clock) -> Tensor:
-    part, s = _warm_part(cell), _warm_state(cell, state)
+    part, s = cell.warm_part(), cell.warm_state(state)
     p = part.project(u)  # the input is constant: project it once
     for _ in range(S):
         clock()  # the long loop of a step: the time budget is checked here (raises OutOfTime)
@@ -216,8 +207,8 @@ def _cold_params(model: DeepRNN, layers: Sequence[int]) -> list[nn.Parameter]:
     for l, cell in enumerate(model.cells):
         if l not in layers:
             cold += list(cell.parameters())
-        elif isinstance(cell, DoubleCell):
-            cold += list(cell.second.parameters())
+        else:
+            cold += list(cell.cold_parameters())
     return cold
 
 
@@ -428,7 +419,7 @@ def _step(net, opt, params, batch: Tensor, S: int, layers, opts, gen, budget: Ti
 def _loop(net: DeepRNN, inputs: Tensor, layers: list[int], opts: dict,
           report: WarmupReport, bar, budget: TimeBudget) -> None:
     cold = {id(p) for p in _cold_params(net, layers)}
-    params = [p for l in layers for p in _warm_part(net.cells[l]).parameters()
+    params = [p for l in layers for p in net.cells[l].warm_part().parameters()
               if p.requires_grad and id(p) not in cold]
     opt = torch.optim.Adam(params, lr=opts["lr"])
     gen = torch.Generator().manual_seed(opts["seed"])
@@ -502,7 +493,7 @@ def warmup(model: nn.Module, inputs: Tensor, *, target: float = 0.95, steps: int
 
 def _run(net: DeepRNN, inputs: Tensor, opts: dict, budget: TimeBudget) -> WarmupReport:
     layers, held = opts["layers"], inputs[:MEASURE_SEQUENCES]
-    partial = any(isinstance(net.cells[l], DoubleCell) for l in layers)
+    partial = any(net.cells[l].warm_part() is not net.cells[l] for l in layers)
     t_measure = time.perf_counter()
     measure = (opts["measure_steps"], opts["eps"], opts["seed"])
     report = WarmupReport(opts["target"], layers, partial, _measure(net, held, *measure))
