@@ -41,7 +41,37 @@ def _double_inputs(cell):
     return cell, x, state
 
 
-@pytest.mark.parametrize("name", ["rnn_sigmoid", "mgu", "brc", "nbrc", "lru"])
+@pytest.mark.parametrize("nonlinearity", ["relu", "tanh"])
+@pytest.mark.parametrize("bias", [True, False])
+def test_indrnn_is_an_elman_rnn_with_a_diagonal_matrix(nonlinearity, bias):
+    """Reference: torch.nn.RNNCell with weight_hh = diag(u) computes the IndRNN step."""
+    ours = make_cell("indrnn", D, H, nonlinearity=nonlinearity, bias=bias).double()
+    ref = nn.RNNCell(D, H, bias=bias, nonlinearity=nonlinearity).double()
+    with torch.no_grad():
+        ours.weight_hh.uniform_(-1.5, 1.5)
+        if bias:
+            ours.bias_ih.normal_()
+            ours.bias_hh.normal_()
+            ref.bias_ih.copy_(ours.bias_ih)
+            ref.bias_hh.copy_(ours.bias_hh)
+        ref.weight_ih.copy_(ours.weight_ih)
+        ref.weight_hh.copy_(torch.diag(ours.weight_hh))
+    x, h = torch.randn(B, D, dtype=torch.float64), torch.randn(B, H, dtype=torch.float64)
+    torch.testing.assert_close(ours(x, ours.State(h))[0], ref(x, h), rtol=0, atol=1e-12)
+
+
+def test_indrnn_capabilities_reach_every_method():
+    """What the cell declares is what the methods use: identity init sets u = 1, LSC's
+    rescaling scales u, and a gate-block init refuses it by name."""
+    model = stablernn.DeepRNN.build("indrnn", D, H, 2)
+    stablernn.init_(model, "identity")
+    assert torch.equal(model.cells[1].weight_hh.detach(), torch.ones(H))
+    with pytest.raises(ValueError, match="IndRNNCell has no gated weight_hh"):
+        stablernn.init_(model, "orthogonal")
+    assert model.cells[0].recurrent_weights == ("weight_hh",)
+
+
+@pytest.mark.parametrize("name", ["rnn_sigmoid", "mgu", "brc", "nbrc", "lru", "indrnn"])
 def test_gradcheck_custom_cells(name):
     cell, x, state = _double_inputs(make_cell(name, D, H))
     params = tuple(cell.parameters())

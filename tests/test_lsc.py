@@ -85,7 +85,8 @@ def test_radii_reach_target(cell, L, rho):
     assert_method_reaches([held_error(cell, L, rho, seed) for seed in SEEDS])
 
 
-REST_OF_ZOO = [(c, r) for c in ("mgu", "brc", "nbrc", "spectral_rnn", "double") for r in (0.5, 1.0)]
+REST_OF_ZOO = [(c, r) for c in ("mgu", "brc", "nbrc", "spectral_rnn", "double", "indrnn")
+               for r in (0.5, 1.0)]
 
 
 @pytest.mark.slow

@@ -67,7 +67,7 @@ def _maps(cell: str, dtype=torch.float64, t: int = 3) -> list:
     return maps_at(model, torch.randn(4, 6, 3, dtype=dtype), t)
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru", "alif", "lru"])
+@pytest.mark.parametrize("cell", ["lstm", "gru", "alif", "lru", "indrnn"])
 def test_krylov_radius_matches_exact(cell):
     for m in _maps(cell):
         n = min(m.n_in, m.n_out)
@@ -212,6 +212,21 @@ def test_lru_time_radius_is_max_lambda(estimator):
     for layer, cell in enumerate(model.cells):
         expect = float(cell.magnitude().max().detach())
         assert report.values["time"][layer] == pytest.approx([expect] * 5, rel=1e-12)
+
+
+def test_indrnn_time_radius_is_max_abs_u_times_slope():
+    """IndRNN's time Jacobian is diag(tanh'(pre) u): its radius is max |tanh'(pre) u|."""
+    torch.manual_seed(5)
+    model = DeepRNN.build("indrnn", 3, 6, nonlinearity="tanh").double()
+    cell, x = model.cells[0], torch.randn(2, 4, 3, dtype=torch.float64)
+    h, want = cell.initial_state(2).h, []
+    with torch.no_grad():
+        for t in range(4):
+            h_new = cell(x[:, t], cell.State(h))[0]
+            want.append(float(((1 - h_new ** 2) * cell.weight_hh).abs().max(1).values.mean()))
+            h = h_new
+    report = radii(model, x, kinds=["time"], estimator="exact")
+    assert report.values["time"][0] == pytest.approx(want, rel=1e-10)
 
 
 def test_lyapunov_exponents_of_linear_map_are_log_abs_eigenvalues():

@@ -8,12 +8,14 @@ from .mgu import MGUCell, MGUState
 from .brc import BRCCell, BRCState, NBRCCell
 from .alif import ALIFCell, ALIFState, spike_fn
 from .lru import LRUCell, LRUState
+from .indrnn import IndRNNCell, IndRNNState
 from .double import DoubleCell, DoubleState, make_double
 
 __all__ = [
     "CELLS", "Cell", "flatten_state", "make_cell", "register_cell", "unflatten_state",
     "RNNCell", "RNNState", "SpectralRNNCell", "LSTMCell", "LSTMState", "GRUCell", "GRUState", "MGUCell", "MGUState",
     "BRCCell", "BRCState", "NBRCCell", "ALIFCell", "ALIFState", "spike_fn", "LRUCell", "LRUState",
+    "IndRNNCell", "IndRNNState",
     "DoubleCell", "DoubleState", "make_double",
 ]
 
