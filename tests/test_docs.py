@@ -16,7 +16,8 @@ The rule (also in docs/robustness.md, "How the docs are tested"), by the fence's
 - ``toml`` parses with ``tomllib``; a toml block with a ``[base]``, ``[grid]`` or ``[zip]``
   table is a sweep file and must pass ``stablernn.sweep.parse_sweep``. ``json`` parses with
   ``json.loads``.
-- ``text``: illustrative (printed tables, formulas, output); not run.
+- ``text``: illustrative (printed tables, formulas, output); not run. ``mermaid``: a diagram,
+  drawn by the docs site (``./dev docs``) and by GitHub; not run.
 - A fence without a language, or with any other language, fails: every block says what it is.
 
 Relative links and images of every page must point at existing files and headings.
@@ -38,7 +39,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = sorted((ROOT / "docs").glob("*.md")) + [ROOT / "README.md"]
 SHELLS = {"bash", "sh", "shell", "console"}
-KNOWN = SHELLS | {"python", "toml", "json", "text"}
+KNOWN = SHELLS | {"python", "toml", "json", "text", "mermaid"}
 PAGE_SECONDS = 30  # generous on a busy 1-thread CPU; the whole docs test aims at < 60 s
 FENCE = re.compile(r"^(\s*)(```+|~~~+)\s*([^\s`]*)")
 
@@ -209,7 +210,7 @@ def anchors(page: Path) -> set[str]:
     return {slug(h) for h in re.findall(r"^#+\s+(.*)$", text, flags=re.MULTILINE)}
 
 
-FENCED = re.compile(r"^(\s*)```.*?^\1```", flags=re.MULTILINE | re.DOTALL)
+FENCED = re.compile(r"^([ \t]*)```.*?^\1```", flags=re.MULTILINE | re.DOTALL)
 
 
 @pytest.mark.parametrize("page", PAGES, ids=[p.name for p in PAGES])
@@ -256,7 +257,8 @@ def test_block_parser_and_command_checker():
 
 def test_link_checker(tmp_path):
     """The link checker finds a missing file and a missing heading, and accepts good links."""
-    (tmp_path / "other.md").write_text("# Warm-up: learning (issue: W) (arXiv 2106.01001)\n")
+    (tmp_path / "other.md").write_text(  # a heading between fences that follow blank lines
+        "\n```text\nx\n```\n# Warm-up: learning (issue: W) (arXiv 2106.01001)\n\n```text\n```\n")
     page = tmp_path / "page.md"
     page.write_text("[a](other.md#warm-up-learning-issue-w-arxiv-210601001) [b](https://x.org)"
                     " [c](missing.md) [d](other.md#nope)\n```text\n[e](gone.md)\n```\n")
