@@ -1,4 +1,4 @@
-"""Speed of the spectral parametrisation (SPEC section 5), measured side by side in one run.
+"""Speed of the spectral parametrisation (docs/algorithms.md section 5), measured side by side.
 
 Table 1: forward + backward time of building one n x n weight ``U diag(sigma) V^T`` by
   - our compact WY form (k = n, and the paper's k = n/4),

@@ -120,7 +120,7 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--steps", type=int, default=300, help="training steps per run")
     ap.add_argument("--warmup-steps", type=int, default=100)
     ap.add_argument("--measure-steps", type=int, default=0,
-                    help="VAA measure steps before/after warm-up (0 skips; SPEC: 10000)")
+                    help="VAA measure steps before/after warm-up (0 skips; the paper: 10000)")
     ap.add_argument("--hidden", type=int, default=32)
     ap.add_argument("--layers", type=int, default=2)
     ap.add_argument("--batch", type=int, default=32)

@@ -1,4 +1,4 @@
-"""Gradient-flow heat-maps of the PascalRNN (SPEC 1.3) for r = 1 and r = 0.5.
+"""Gradient-flow heat-maps of the PascalRNN (docs/algorithms.md section 1.3) for r = 1 and r = 0.5.
 
 The linear scalar grid ``h[l,t] = r h[l-1,t] + r h[l,t-1]`` sends the gradient of the corner
 ``(L, T)`` to node ``(l, t)`` as ``C(dl + dt, dt) r^(dl + dt)``: combinatorial explosion for

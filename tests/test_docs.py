@@ -16,10 +16,13 @@ The rule (also in docs/robustness.md, "How the docs are tested"), by the fence's
 - ``toml`` parses with ``tomllib``; a toml block with a ``[base]``, ``[grid]`` or ``[zip]``
   table is a sweep file and must pass ``stablernn.sweep.parse_sweep``. ``json`` parses with
   ``json.loads``.
-- ``text``: illustrative (printed tables, formulas, output); not run.
+- ``text``: illustrative (printed tables, formulas, output); not run. ``mermaid``: a diagram,
+  drawn by the docs site (``./dev docs``) and by GitHub; not run.
 - A fence without a language, or with any other language, fails: every block says what it is.
 
 Relative links and images of every page must point at existing files and headings.
+The API pages (``docs/api/*.md``) render docstrings: every module, class and function they
+show must have one. ``./dev docs`` builds the site with ``--strict`` (links, anchors, navigation).
 """
 from __future__ import annotations
 
@@ -38,7 +41,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = sorted((ROOT / "docs").glob("*.md")) + [ROOT / "README.md"]
 SHELLS = {"bash", "sh", "shell", "console"}
-KNOWN = SHELLS | {"python", "toml", "json", "text"}
+KNOWN = SHELLS | {"python", "toml", "json", "text", "mermaid"}
 PAGE_SECONDS = 30  # generous on a busy 1-thread CPU; the whole docs test aims at < 60 s
 FENCE = re.compile(r"^(\s*)(```+|~~~+)\s*([^\s`]*)")
 
@@ -209,7 +212,7 @@ def anchors(page: Path) -> set[str]:
     return {slug(h) for h in re.findall(r"^#+\s+(.*)$", text, flags=re.MULTILINE)}
 
 
-FENCED = re.compile(r"^(\s*)```.*?^\1```", flags=re.MULTILINE | re.DOTALL)
+FENCED = re.compile(r"^([ \t]*)```.*?^\1```", flags=re.MULTILINE | re.DOTALL)
 
 
 @pytest.mark.parametrize("page", PAGES, ids=[p.name for p in PAGES])
@@ -256,7 +259,8 @@ def test_block_parser_and_command_checker():
 
 def test_link_checker(tmp_path):
     """The link checker finds a missing file and a missing heading, and accepts good links."""
-    (tmp_path / "other.md").write_text("# Warm-up: learning (issue: W) (arXiv 2106.01001)\n")
+    (tmp_path / "other.md").write_text(  # a heading between fences that follow blank lines
+        "\n```text\nx\n```\n# Warm-up: learning (issue: W) (arXiv 2106.01001)\n\n```text\n```\n")
     page = tmp_path / "page.md"
     page.write_text("[a](other.md#warm-up-learning-issue-w-arxiv-210601001) [b](https://x.org)"
                     " [c](missing.md) [d](other.md#nope)\n```text\n[e](gone.md)\n```\n")
@@ -274,3 +278,77 @@ def test_python_runner_names_page_and_line(tmp_path, monkeypatch):
     with pytest.raises(AssertionError, match=r"page\.md:3 .*SyntaxError"):
         run_python_blocks(blocks_of(page, "```python\nx = 1\ny = (\n```\n"))
     run_python_blocks(blocks_of(page, text.replace("b == 3", "b == 2")))
+
+
+API_PAGES = sorted((ROOT / "docs" / "api").glob("*.md"))
+DIRECTIVE = re.compile(r"^::: ([\w.]+)((?:\n[ \t]+.*)*)", flags=re.MULTILINE)
+
+
+def api_names(page: Path) -> list[str]:
+    """The dotted names an API page renders: each ``::: ident`` block's own object and its
+    public members (``options: members: [...]`` when given, else the module's ``__all__``)."""
+    import importlib
+
+    names = []
+    for ident, options in DIRECTIVE.findall(page.read_text(encoding="utf-8")):
+        listed = re.search(r"members:\s*(\[.*\]|false)", options)
+        obj = resolve(ident)
+        names.append(ident)
+        if listed and listed.group(1) == "false":
+            continue
+        members = (re.findall(r"\w+", listed.group(1)) if listed
+                   else getattr(obj, "__all__", []) if isinstance(obj, type(importlib)) else [])
+        names += [f"{ident}.{m}" for m in members]
+    return names
+
+
+def resolve(dotted: str):
+    """The object named by a dotted path: the longest importable module, then attributes."""
+    import importlib
+
+    parts = dotted.split(".")
+    for i in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:i]))
+        except ImportError:
+            continue
+        for attr in parts[i:]:
+            obj = getattr(obj, attr)
+        return obj
+    raise ImportError(dotted)
+
+
+@pytest.mark.parametrize("page", API_PAGES, ids=[p.name for p in API_PAGES])
+def test_api_names_have_docstrings(page):
+    """Every module, class and function an API page renders has a docstring (mkdocstrings would
+    silently render an empty entry), and every name resolves."""
+    names = api_names(page)
+    assert names, f"{shown(page)}: no '::: module' blocks found"
+    missing = undocumented(names)
+    assert not missing, f"{shown(page)}: public names without a docstring: {', '.join(missing)}"
+
+
+def undocumented(names: list[str]) -> list[str]:
+    """The modules, classes and functions among ``names`` without a docstring (data such as a
+    registry dict is skipped: it documents itself in its module)."""
+    import inspect
+
+    return [n for n in names if (inspect.ismodule(o := resolve(n)) or inspect.isclass(o)
+                                 or inspect.isroutine(o)) and not inspect.getdoc(o)]
+
+
+def test_api_checker_finds_a_missing_docstring(tmp_path, monkeypatch):
+    """The docstring check reads ``::: ident`` blocks and their member lists, and reports an
+    undocumented function."""
+    (tmp_path / "undoc_mod.py").write_text('"""A module."""\n__all__ = ["f", "g", "N"]\n'
+                                           'def f():\n    """Documented."""\n'
+                                           'def g():\n    pass\nN = 3\n')
+    monkeypatch.syspath_prepend(str(tmp_path))
+    page = tmp_path / "page.md"
+    page.write_text("# x\n\n::: undoc_mod\n\n::: stablernn.stack\n    options:\n"
+                    "      members: [DeepRNN]\n\n::: stablernn.tasks\n    options:\n"
+                    "      members: false\n")
+    names = api_names(page)
+    assert names == ["undoc_mod", "undoc_mod.f", "undoc_mod.g", "undoc_mod.N", "stablernn.stack",
+                     "stablernn.stack.DeepRNN", "stablernn.tasks"]
+    assert undocumented(names) == ["undoc_mod.g"]

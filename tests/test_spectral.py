@@ -1,4 +1,4 @@
-"""Tests of the spectral (SVD) parametrisation, SPEC section 5."""
+"""Tests of the spectral (SVD) parametrisation, docs/algorithms.md section 5."""
 import copy
 
 import pytest
@@ -58,7 +58,7 @@ def test_factors_match_reference_and_weight(shape, k):
 
 
 def test_det_of_reflector_product_is_fixed():
-    # SPEC says k = n "gives all orthogonal matrices"; with true reflections det U = (-1)^k, so
+    # k = n reaches one determinant (docs/algorithms.md section 5.1): det U = (-1)^k, so
     # the other component is reached only through the signs buffer (Note [Householder signs]).
     A = torch.randn(16, 5, 5, dtype=F64)
     assert torch.allclose(torch.linalg.det(wy_orthogonal(A)), torch.full((16,), -1.0, dtype=F64))

@@ -1,4 +1,4 @@
-"""Stability diagnostics against independent references (SPEC section 1)."""
+"""Stability diagnostics against independent references (docs/algorithms.md section 1)."""
 from __future__ import annotations
 
 import json
@@ -43,7 +43,7 @@ class LinearCell(Cell):
 
 
 def pascal_rnn(r: float, layers: int) -> DeepRNN:
-    """``h[l,t] = r h[l-1,t] + r h[l,t-1]`` with scalar states (SPEC 1.3)."""
+    """``h[l,t] = r h[l-1,t] + r h[l,t-1]`` with scalar states (docs/algorithms.md section 1.3)."""
     one = torch.ones(1, 1, dtype=torch.float64)
     return DeepRNN([LinearCell(r * one, r * one) for _ in range(layers)])
 

@@ -1,4 +1,4 @@
-"""Warm-up (SPEC 4): VAA*, soft count, curriculum, partial warm-up, validation, wiring."""
+"""Warm-up (docs/algorithms.md section 4): VAA*, soft count, curriculum, partial warm-up, wiring."""
 from __future__ import annotations
 
 import pytest

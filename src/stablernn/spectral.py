@@ -1,10 +1,11 @@
 """Spectral (SVD) parametrisation of weights: ``W = U diag(sigma) V^T`` with bounded sigma.
 
 Zhang, Lei, Dhillon, "Stabilizing Gradients for Deep Neural Networks via Efficient SVD
-Parameterization" (arXiv 1803.09327), SPEC section 5. ``U`` and ``V`` are products of the ``k``
-longest Householder reflectors, the singular values stay in ``[sigma_star - r, sigma_star + r]``
-through a scaled sigmoid. ``W`` is built with the compact WY form (a few GEMMs and one
-triangular solve per side, autograd through them), once per forward pass of a sequence module.
+Parameterization" (arXiv 1803.09327); docs/algorithms.md section 5. ``U`` and ``V`` are
+products of the ``k`` longest Householder reflectors, the singular values stay in
+``[sigma_star - r, sigma_star + r]`` through a scaled sigmoid. ``W`` is built with the compact WY
+form (a few GEMMs and one triangular solve per side, autograd through them), once per forward
+pass of a sequence module.
 
 Public verbs: :func:`spectral` (register the parametrisation), :func:`spectral_factors` (read
 ``U, sigma, V`` back), :func:`spectral_param_groups` (AdamW groups without weight decay on the

@@ -25,7 +25,7 @@ pure :func:`run_trial`; backends only schedule it and never own result files.
 
 Note [crash records]: a trial that raises is recorded as ``crash.json`` (error, traceback and
 the number of ``attempts``) in its run directory, *not* as ``summary.json``, which stays the
-completion marker of DESIGN.md. So a re-run skips completed, early-stopped and diverged trials
+completion marker (docs/architecture.md). A re-run skips finished, early-stopped and diverged trials
 (they have a summary) and retries crashed ones (they do not), until a trial has crashed
 ``max_attempts`` times: then it is *failed* and re-runs skip it (a trial that can never
 succeed, e.g. on a corrupt checkpoint, must not be retried forever; docs/sweeps.md). Deleting

@@ -1,6 +1,6 @@
 """Spectral RNN cell: an Elman RNN whose recurrent matrix is ``U diag(sigma) V^T``.
 
-Zhang, Lei, Dhillon (arXiv 1803.09327); SPEC sections 5 and 6. The parametrisation lives in
+Zhang, Lei, Dhillon (arXiv 1803.09327); docs/algorithms.md sections 5 and 6. The maths lives in
 :mod:`stablernn.spectral`; this cell only applies it to ``weight_hh`` at construction.
 """
 from __future__ import annotations

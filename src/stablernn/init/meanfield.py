@@ -1,6 +1,6 @@
 """Mean-field calculator for random LSTM and GRU layers (Gilboa et al., arXiv 1901.08987).
 
-Setting (SPEC section 3). Per gate ``k`` the pre-activation is
+Setting (docs/algorithms.md section 3). Per gate ``k`` the pre-activation is
 ``u_k = W_k h + U_k x + b_k`` with ``W_k ~ N(0, sigma_k^2 / N)``, ``U_k ~ N(0, nu_k^2 / n_in)``,
 ``b_k ~ N(mu_k, rho_k^2)``; the inputs are i.i.d. over time and units with mean square ``q_x``.
 For the two-sequence experiment the two input sequences have correlation ``c_x`` (default 0:

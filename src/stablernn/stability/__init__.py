@@ -1,6 +1,6 @@
 """Stability diagnostics: local Jacobians, radii, gradient flow, Lyapunov exponents, VAA.
 
-SPEC section 1; the method follows Herranz-Celotti & Rouat (arXiv 2308.12075, section 2) and,
+docs/algorithms.md section 1, after Herranz-Celotti & Rouat (arXiv 2308.12075, section 2) and,
 for VAA, Lambrechts et al. (arXiv 2106.01001). :mod:`.jacobians` is the shared core: every
 method sees a model only through :class:`LocalMap` objects.
 """

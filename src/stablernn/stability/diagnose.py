@@ -1,6 +1,6 @@
 """``diagnose``: every stability figure of a model in one call (what ``stablernn diagnose`` runs).
 
-Radii per kind and layer (SPEC 1.2), the gradient-flow heat-map (1.3), the Lyapunov spectrum
+Radii per kind and layer (docs/algorithms.md section 1.2), gradient flow (1.3), Lyapunov spectrum
 (1.4) and the VAA multistability measure (1.5), written as PNG plots and one JSON file.
 """
 from __future__ import annotations
@@ -99,7 +99,7 @@ def diagnose(model: nn.Module, x: Tensor, out_dir: str | os.PathLike, *,
         estimator: radius estimator (see :func:`stablernn.stability.jacobians.radius`).
         max_steps: radii are measured at this many evenly spaced steps.
         lyapunov_k: number of Lyapunov exponents (capped at the state width).
-        vaa_steps: constant-input steps of the VAA measure (SPEC uses 10000).
+        vaa_steps: constant-input steps of the VAA measure (the paper's measure uses 10000).
         seed: seeds every estimator.
         plots: write the PNG files (needs matplotlib; skipped with a note when missing).
 

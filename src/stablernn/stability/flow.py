@@ -1,4 +1,4 @@
-"""Gradient flow over the depth x time grid (SPEC 1.3).
+"""Gradient flow over the depth x time grid (docs/algorithms.md section 1.3).
 
 The gradient of a loss at the corner ``(L, T)`` reaches node ``(l, t)`` as the sum, over every
 monotone path of the grid, of the product of the local Jacobians along it (Herranz-Celotti &
@@ -26,8 +26,8 @@ __all__ = ["GradientFlow", "default_loss", "gradient_flow"]
 def default_loss(y: Tensor) -> Tensor:
     """Sum of the last step's outputs, averaged over the batch.
 
-    Linear in the outputs, so the gradient field is the Jacobian sum of SPEC 1.3, independent of
-    any target.
+    Linear in the outputs, so the gradient field is the Jacobian sum of docs/algorithms.md section
+    1.3, independent of any target.
     """
     last = y[:, -1] if y.dim() == 3 else y  # (B, T, O) -> (B, O); readout_mode="last" is (B, O)
     return last.sum() / y.shape[0]

@@ -1,4 +1,4 @@
-"""Local Jacobians of a deep RNN and estimators of their size (SPEC 1.1-1.2).
+"""Local Jacobians of a deep RNN and their size estimators (docs/algorithms.md sections 1.1-1.2).
 
 Every stability method of the library (radii, LSC pre-training, Lyapunov exponents, gradient
 flow) sees a model through one object, :class:`LocalMap`: a map between two flattened states
@@ -86,13 +86,13 @@ __all__ = [
     "trajectory",
 ]
 
-EXACT_MAX = 256  # "auto" uses the dense eigensolver up to this width (SPEC 1.2)
+EXACT_MAX = 256  # "auto": the dense eigensolver up to this width (docs/algorithms.md section 1.2)
 EXACT_MAX_GRAD = 64  # ... and up to this one for differentiable radii (two eigs with vectors)
 MAX_READOUT = 100  # readouts wider than this (e.g. a vocabulary) are skipped
 
 
 class Kind(str, Enum):
-    """The four kinds of local Jacobian (SPEC 1.1)."""
+    """The four kinds of local Jacobian (docs/algorithms.md section 1.1)."""
 
     TIME = "time"
     DEPTH = "depth"
@@ -217,7 +217,7 @@ class LocalMap:
         return rows.transpose(0, 1)  # (n_out, B, n_in) -> (B, n_out, n_in)
 
     def square(self, seed: int = 0) -> LocalMap:
-        """A square restriction: a seeded random subset of the longer axis (SPEC 1.2)."""
+        """Square restriction: seeded subset of the longer axis (docs/algorithms.md section 1.2)."""
         n_in, n_out = self.n_in, self.n_out
         if n_in == n_out:
             return self
@@ -834,7 +834,7 @@ def mean_squared_singular_value(m: LocalMap, *, probes: int = 16, seed: int = 0,
                                 differentiable: bool = False) -> Tensor:
     """``tr(J^T J) / min(n_in, n_out)`` per sample ``(B,)``, Hutchinson with Rademacher probes.
 
-    The mean-field gain of SPEC section 3; unbiased, relative error ~ ``sqrt(2 / probes)``
+    The mean-field gain of docs/algorithms.md section 3; unbiased, relative error ``sqrt(2/probes)``
     at worst (much less for spread spectra).
 
     Raises:

@@ -466,7 +466,7 @@ def _update(model, params, opt, walker, blocks, inputs, targets, opts, gen, warm
             step: int) -> dict[str, float]:
     """One LSC update; the batch-mean radius of every map before it."""
     maps = _maps(model, walker, blocks, inputs, opts, gen)
-    try:  # one seeded square subset for the whole call (SPEC 1.2), the one _measure reports
+    try:  # one seeded square subset per call (docs/algorithms.md section 1.2), as _measure reports
         radii, means = _loss(maps, targets, opts["estimator"], opts["k"], opts["seed"], warm,
                              budget)
     except NonFiniteError as err:

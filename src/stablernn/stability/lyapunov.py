@@ -1,4 +1,4 @@
-"""Lyapunov exponents of the (input-driven) dynamics by the QR method (SPEC 1.4).
+"""Lyapunov exponents of the input-driven dynamics by QR (docs/algorithms.md section 1.4).
 
 Benettin et al. (1980): push ``k`` orthonormal tangent vectors through the step Jacobians
 (JVPs, never a dense Jacobian), re-orthonormalise them by QR at every step and average

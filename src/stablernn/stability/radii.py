@@ -1,4 +1,4 @@
-"""``radii``: the size of every local Jacobian over a sequence (SPEC 1.2).
+"""``radii``: the size of every local Jacobian over a sequence (docs/algorithms.md section 1.2).
 
 Herranz-Celotti & Rouat (arXiv 2308.12075, section 2) show that a deep RNN trains well when the
 radii of its time and depth Jacobians sit near a target (1 or 0.5); this table is where a user

@@ -1,4 +1,4 @@
-"""Reachable multistability: the VAA measure and the attractor count (SPEC 1.5).
+"""Reachable multistability: the VAA measure, attractor count (docs/algorithms.md section 1.5).
 
 After Lambrechts, De Geeter, Vecoven, Ernst & Drion (arXiv 2106.01001), "variability amongst
 attractors": drive ``n`` reachable states (each sequence cut at a random prefix) with one shared
@@ -105,9 +105,9 @@ def vaa(model: nn.Module, x: Tensor, *, steps: int = 10000, eps: float = 1e-4,
 
     Args:
         model: a DeepRNN or a torch.nn.RNN/LSTM/GRU.
-        x: ``n`` input sequences ``(n, T, D)`` (SPEC default n = 32); ``(T, n, D)`` for a
+        x: ``n`` input sequences ``(n, T, D)`` (the paper uses n = 32); ``(T, n, D)`` for a
             torch module with ``batch_first=False``.
-        steps: constant-input steps (SPEC default 10000).
+        steps: constant-input steps (the paper's 10000).
         eps: distance under which two final states are the same attractor.
         seed: seeds the prefix lengths and the constant input ``u ~ N(0, I)``.
 

@@ -1,4 +1,4 @@
-"""Warm-up: unsupervised pre-training that maximises reachable multistability (SPEC 4).
+"""Warm-up: unsupervised pre-training to reachable multistability (docs/algorithms.md section 4).
 
 Lambrechts, De Geeter, Vecoven, Ernst & Drion, "Warming up recurrent neural networks to
 maximise reachable multistability greatly improves learning" (arXiv 2106.01001, section 4).
@@ -57,9 +57,9 @@ from .vaa import VAAReport, reachable_states, vaa
 __all__ = ["WarmupReport", "check_warmup_args", "curriculum_length", "soft_counts", "vaa_star",
            "vaa_star_layers", "warmup", "warmup_loss"]
 
-EPS = 1e-4            # the VAA distance threshold (SPEC 1.5)
+EPS = 1e-4            # the VAA distance threshold (docs/algorithms.md section 1.5)
 SOFT_DENOM = 1e-6     # Note [soft count]
-MEASURE_SEQUENCES = 32  # sequences used for the before / after VAA measure (SPEC 1.5 default n)
+MEASURE_SEQUENCES = 32  # sequences used for the before / after VAA measure (the paper's n)
 
 
 # --------------------------------------------------------------------------- the report
@@ -72,7 +72,7 @@ class WarmupReport:
     Attributes:
         target: the VAA* target. layers: the warmed layers (0-based). partial: True when the
             warmed layers are double layers and only their first halves were warmed.
-        before / after: the VAA measure (SPEC 1.5, ``measure_steps`` constant-input steps) of
+        before / after: the VAA measure (docs/algorithms.md section 1.5; ``measure_steps`` steps) of
             the whole network on held sequences; None when ``measure_steps=0``.
         history: per warm-up step ``{"S", "loss", "vaa_star": [per layer]}``.
         out_of_time: the steps stopped at ``max_seconds``.
@@ -460,8 +460,8 @@ def warmup(model: nn.Module, inputs: Tensor, *, target: float = 0.95, steps: int
         s_max, s_increment: the curriculum ``S ~ U{1..min(1 + s_increment k, s_max)}``.
         layers: 0-based layers to warm (default all); others are left unchanged.
         eps: attractor distance (1e-4).
-        measure_steps: constant-input steps of the before / after VAA measure (SPEC 1.5:
-            10000) on the first 32 sequences; 0 skips the measure.
+        measure_steps: constant-input steps of the before / after VAA measure (10000 in
+            docs/algorithms.md section 1.5) on the first 32 sequences; 0 skips the measure.
         max_seconds: optional time budget of the whole call, the before / after measure
             included (its cost is kept in reserve; only a before measure longer than the
             budget overruns it).

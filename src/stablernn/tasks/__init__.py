@@ -1,4 +1,4 @@
-"""Long-memory tasks (SPEC section 7): one file per family; importing a file registers its tasks.
+"""Long-memory tasks (docs/algorithms.md section 7): one file per family registers its tasks.
 
 Every task gives seeded train/valid/test splits of batch-first sequences, its loss and metric,
 and the chance value of that metric (the best input-blind predictor). See docs/tasks.md.

@@ -1,8 +1,8 @@
 """The task protocol, the task registry and the shared seeding, batching, loss and metric code.
 
 A task is a data set of batch-first sequences with the loss and metric that fit it and the
-*chance* value of that metric: what the best input-blind predictor scores (SPEC section 7), so
-reports can print "chance" beside every result.
+*chance* value of that metric: what the best input-blind predictor scores
+(docs/algorithms.md section 7), so reports can print "chance" beside every result.
 
 Subclasses declare their parameters once, as ``PARAMS = {name: default}`` (the default's type is
 the parameter's type) with their ranges in ``LIMITS`` and cross-parameter rules in
