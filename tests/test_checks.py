@@ -114,3 +114,25 @@ def test_transaction_snapshot_of_parametrised_module_restores_original():
             lin.parametrizations.weight.original.fill_(math.nan)
         raise ValueError("bad")
     assert torch.equal(lin.parametrizations.weight.original, before)
+
+
+def test_check_sequence_checks_every_entry_and_refuses_strings():
+    from stablernn._checks import check_int, check_sequence
+
+    def item(n, v):
+        return check_int(n, v, low=0)
+    assert check_sequence("layers", [0, 3], item) == [0, 3]
+    with pytest.raises(TypeError, match=r"layers\[1\] must be an int"):
+        check_sequence("layers", [0, True], item)
+    with pytest.raises(TypeError, match="layers must be a list or tuple, got str"):
+        check_sequence("layers", "01", item)
+    with pytest.raises(ValueError, match="layers needs at least 1 entry, got 0"):
+        check_sequence("layers", [], item)
+
+
+def test_error_family_keeps_the_builtin_bases():
+    from stablernn import errors
+    for cls in (errors.ConfigError, errors.NonFiniteError, errors.NonFiniteWeightsError):
+        assert issubclass(cls, errors.StableRNNError) and issubclass(cls, ValueError)
+    assert issubclass(errors.RunDirError, OSError)
+    assert issubclass(errors.RunLockedError, RuntimeError)

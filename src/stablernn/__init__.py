@@ -4,15 +4,29 @@ Public API (see docs/): the model zoo (cells, DeepRNN, from_torch), tasks, the s
 diagnostics (radii, gradient_flow, lyapunov_exponents, vaa, diagnose) and the methods that fix
 them (lsc_pretrain, init_ / critical_init, spectral).
 """
-from . import spectral  # the module, callable as its function spectral (see spectral.py)
+from . import errors, spectral  # spectral: the module, callable as its function (spectral.py)
 from .adapters import from_torch
-from .cells import (CELLS, ALIFCell, BRCCell, Cell, GRUCell, LRUCell, LSTMCell, MGUCell,
-                    DoubleCell, NBRCCell, RNNCell, SpectralRNNCell, flatten_state,
-                    make_cell, unflatten_state)
+from .cells import (
+                    CELLS,
+                    ALIFCell,
+                    BRCCell,
+                    Cell,
+                    DoubleCell,
+                    GRUCell,
+                    IndRNNCell,
+                    LRUCell,
+                    LSTMCell,
+                    MGUCell,
+                    NBRCCell,
+                    RNNCell,
+                    SpectralRNNCell,
+                    flatten_state,
+                    make_cell,
+                    unflatten_state,
+)
 from .init import INITS, InitReport, critical_init, explain, init_
 from .spectral import spectral_factors, spectral_param_groups
-from .stability import (WarmupReport, diagnose, gradient_flow, lyapunov_exponents, radii, vaa,
-                        warmup)
+from .stability import WarmupReport, diagnose, gradient_flow, lyapunov_exponents, radii, vaa, warmup
 from .stability.lsc import LSCReport, lsc_pretrain
 from .stack import DeepRNN, double_stack
 from .tasks import TASKS, make_task
@@ -25,5 +39,6 @@ __all__ = [
     "ALIFCell", "LRUCell", "SpectralRNNCell", "TASKS", "make_task", "radii", "gradient_flow",
     "lyapunov_exponents", "vaa", "diagnose", "lsc_pretrain", "LSCReport", "spectral",
     "spectral_factors", "spectral_param_groups", "INITS", "InitReport", "critical_init",
-    "explain", "init_", "warmup", "WarmupReport", "DoubleCell", "double_stack",
+    "explain", "init_", "warmup", "WarmupReport", "DoubleCell", "double_stack", "IndRNNCell",
+    "errors",
 ]

@@ -2,17 +2,22 @@
 bad value gets one clear line naming the argument, the value and what would be accepted.
 
 Errors are ``TypeError`` (wrong kind of value) or ``ValueError`` (right kind, unusable value),
-so callers and the CLI can catch them uniformly. See docs/robustness.md.
+so callers and the CLI can catch them uniformly; the library's own error classes live in
+:mod:`stablernn.errors`. See docs/robustness.md.
 """
 from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
 
 import torch
 from torch import Tensor, nn
+
+from .errors import NonFiniteWeightsError
+
+T = TypeVar("T")
 
 
 def check_int(name: str, value: Any, *, low: int | None = 1, high: int | None = None) -> int:
@@ -33,6 +38,39 @@ def check_int(name: str, value: Any, *, low: int | None = 1, high: int | None = 
 
 
 SEED_RANGE = (0, 2 ** 64 - 2)  # torch's generators take < 2**64 (some paths seed + 1)
+
+
+def check_size(name: str, value: Any) -> int:
+    """A positive int size (``hidden_size``, ``num_layers``, a count of axes, ...).
+
+    Example:
+        >>> check_size("hidden_size", 0)
+        Traceback (most recent call last):
+        ...
+        ValueError: hidden_size must be a positive int, got 0
+    """
+    value = check_int(name, value, low=None)
+    if value <= 0:
+        raise ValueError(f"{name} must be a positive int, got {value}")
+    return value
+
+
+def check_sequence(name: str, value: Any, item: Callable[[str, Any], T], *,
+                   min_len: int = 1) -> list[T]:
+    """``value`` as a list, each entry checked by ``item(f"{name}[i]", entry)``; a str (a
+    sequence of characters) is refused.
+
+    Example:
+        >>> check_sequence("layers", (0, 2), lambda n, v: check_int(n, v, low=0))
+        [0, 2]
+    """
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        raise TypeError(f"{name} must be a list or tuple, got {type(value).__name__} "
+                        f"({value!r})")
+    if len(value) < min_len:
+        raise ValueError(f"{name} needs at least {min_len} entr{'y' if min_len == 1 else 'ies'}"
+                         f", got {len(value)}")
+    return [item(f"{name}[{i}]", v) for i, v in enumerate(value)]
 
 
 def check_seed(seed: Any, name: str = "seed") -> int:
@@ -120,10 +158,6 @@ def check_finite(name: str, x: Tensor) -> Tensor:
     if bad:
         raise ValueError(f"{name} has {bad} NaN/Inf value(s) of {x.numel()}; clean it first")
     return x
-
-
-class NonFiniteWeightsError(ValueError):
-    """A module holds NaN/Inf weights (typically left behind by a diverged run)."""
 
 
 def check_finite_weights(module: nn.Module) -> nn.Module:

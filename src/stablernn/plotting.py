@@ -6,6 +6,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from ._checks import check_int, check_size
+
 LINESTYLES = ("-", "--", ":", "-.")
 MARKERS = ("", "o", "s", "^", "v", "D", "x", "+")
 TAB10 = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
@@ -41,8 +43,7 @@ def line_style(i: int, colours: tuple[str, ...] = TAB10) -> dict[str, Any]:
         >>> line_style(10)["linestyle"], line_style(10)["color"] == line_style(0)["color"]
         ('--', True)
     """
-    if isinstance(i, bool) or not isinstance(i, int) or i < 0:
-        raise ValueError(f"line index must be an int >= 0, got {i!r}")
+    check_int("line index", i, low=0)
     if not colours:
         raise ValueError("colours must not be empty")
     n = len(colours)
@@ -62,8 +63,7 @@ def facet_axes(fig: Any, n: int, *, max_cols: int = 3) -> list[Any]:
         >>> len(facet_axes(fig, 4)), len(fig.axes)
         (4, 4)
     """
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"number of axes must be an int >= 1, got {n!r}")
+    check_size("number of axes", n)
     cols = min(n, max_cols)
     grid = fig.subplots(math.ceil(n / cols), cols, squeeze=False).ravel()
     for ax in grid[n:]:

@@ -15,8 +15,8 @@ import torch  # noqa: F401 - the docstring examples run in this namespace
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
-from ._checks import check_bool, check_choice, check_float
-from .cells.base import Cell, State, check_input, check_size, check_state, make_cell
+from ._checks import check_bool, check_choice, check_float, check_size
+from .cells.base import Cell, State, check_input, check_state, make_cell
 from .cells.fused import fused_sequence, stack_kernel
 
 READOUT_MODES = ("all", "last")

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
-from .._checks import check_int
+from .._checks import check_size
 
 State = tuple  # a NamedTuple of (B, n_i) tensors
 
@@ -92,14 +92,6 @@ def make_cell(name: str, input_size: int, hidden_size: int, **options) -> Cell:
         raise ValueError(f"cell {name!r} has no option {', '.join(unknown)}; valid options: "
                          f"{', '.join(valid) or 'none'}")
     return CELLS[name](input_size, hidden_size, **options)
-
-
-def check_size(what: str, value: int) -> int:
-    """Validate a positive integer size (hidden_size, input_size, ...)."""
-    value = check_int(what, value, low=None)
-    if value <= 0:
-        raise ValueError(f"{what} must be a positive int, got {value}")
-    return value
 
 
 class Cell(nn.Module):

@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .._checks import check_float
-from .base import Cell, check_size, register_cell
+from .._checks import check_float, check_size
+from .base import Cell, register_cell
 
 
 class LRUState(NamedTuple):
