@@ -1,11 +1,24 @@
 """Cells against independent references: torch.nn modules, gradcheck, closed forms."""
+
 import pytest
 import torch
+from _support import HYPOTHESIS, INF, NAN, bad_floats, bad_ints, raises_cleanly
+from hypothesis import given
+from hypothesis import strategies as st
 from torch import nn
 
 import stablernn
-from stablernn.cells import (ALIFCell, BRCCell, CELLS, GRUCell, LRUCell, LSTMCell, MGUCell,
-                             NBRCCell, RNNCell, flatten_state, make_cell, unflatten_state)
+from stablernn import DeepRNN, GRUCell, LSTMCell, RNNCell, make_cell
+from stablernn.cells import (
+    CELLS,
+    ALIFCell,
+    BRCCell,
+    LRUCell,
+    MGUCell,
+    NBRCCell,
+    flatten_state,
+    unflatten_state,
+)
 from stablernn.cells.alif import spike_fn, surrogate, surrogate_primitive
 
 D, H, B = 3, 5, 4
@@ -253,3 +266,64 @@ def test_bad_cell_arguments():
 def test_public_api_exports():
     for name in stablernn.__all__:
         assert hasattr(stablernn, name)
+
+
+# ----- case 9: cells and DeepRNN -----
+@pytest.mark.parametrize("call, kind, text", [
+    (lambda: DeepRNN.build("gru", 3, 8, 2, foo=1), ValueError,
+     "cell 'gru' has no option foo; valid options: bias"),
+    (lambda: make_cell("lstm", 3, 8, nonlinearity="x"), ValueError,
+     "cell 'lstm' has no option nonlinearity; valid options: bias"),
+    (lambda: make_cell("rnn", 3, 8, nonlinearity="x"), ValueError,
+     "unknown nonlinearity 'x'; valid: 'tanh', 'relu', 'sigmoid'"),
+    (lambda: make_cell("rnn", 3, 8, nonlinearity=["tanh"]), ValueError, "nonlinearity"),
+    (lambda: make_cell("gru", 3, 8, bias="no"), TypeError, "bias must be True or False"),
+    (lambda: make_cell("alif", 3, 8, tau=NAN), ValueError, "tau must be finite, got nan"),
+    (lambda: make_cell("alif", 3, 8, tau_adapt=-1.0), ValueError, "tau_adapt must be > 0"),
+    (lambda: make_cell("alif", 3, 8, b0=INF), ValueError, "b0 must be finite"),
+    (lambda: make_cell("alif", 3, 8, spike=1), TypeError, "spike must be a function"),
+    (lambda: make_cell("lru", 3, 8, r_min=NAN), ValueError, "r_min must be finite"),
+    (lambda: make_cell("lru", 3, 8, r_max=1.5), ValueError, "r_max must be <= 1"),
+    (lambda: make_cell("lru", 3, 8, max_phase=0.0), ValueError, "max_phase must be > 0"),
+    (lambda: make_cell("lru", 3, 8, state_size=0), ValueError, "state_size"),
+    (lambda: make_cell("spectral", 3, 8, r=NAN), ValueError, "r must be finite"),
+    (lambda: make_cell("spectral", 3, 8, k=-1), ValueError, "k must be"),
+    (lambda: make_cell("double", 3, 8, half="gru", foo=2), ValueError, "no option foo"),
+    (lambda: make_cell("double", 3, 8, half=None), TypeError, "half"),
+    (lambda: make_cell(None, 3, 8), TypeError, "cell name must be a str"),
+    (lambda: DeepRNN.build("gru", 3, 8, dropout=NAN), ValueError, "dropout must be finite"),
+    (lambda: DeepRNN.build("gru", 3, 8, dropout="0.1"), TypeError, "dropout must be a number"),
+    (lambda: DeepRNN.build("gru", 3, 8, readout="x"), TypeError, "readout must be None"),
+    (lambda: DeepRNN.build("gru", 3, 8, fused="yes"), TypeError, "fused must be True"),
+    (lambda: DeepRNN([nn.GRU(3, 8)]), TypeError, "from_torch"),
+    (lambda: DeepRNN([]), ValueError, "non-empty"),
+])
+def test_bad_cell_options_name_the_option(call, kind, text):
+    with pytest.raises(kind) as info:
+        call()
+    assert text in str(info.value)
+
+
+CELL_TARGETS = {
+    ("gru", "hidden_size"): bad_ints(1), ("lstm", "input_size"): bad_ints(1),
+    ("gru", "num_layers"): bad_ints(1), ("gru", "dropout"): st.one_of(
+        bad_floats(0.0, inclusive=True), st.floats(min_value=1.0)),
+    ("alif", "tau"): bad_floats(0.0), ("alif", "tau_adapt"): bad_floats(0.0),
+    ("alif", "beta"): bad_floats(), ("lru", "r_min"): st.one_of(
+        bad_floats(0.0, inclusive=True), st.floats(min_value=1.0)),
+    ("lru", "max_phase"): bad_floats(0.0), ("lru", "state_size"): bad_ints(1, none=False),
+    ("spectral", "r"): bad_floats(0.0), ("spectral", "k"): st.one_of(
+        bad_ints(1, none=False), st.integers(min_value=7)),
+}
+
+
+@HYPOTHESIS
+@given(data=st.data(), target=st.sampled_from(sorted(CELL_TARGETS)))
+def test_cells_refuse_bad_numbers(data, target):
+    cell, key = target
+    value = data.draw(CELL_TARGETS[target], label="value")
+    args = {"input_size": 3, "hidden_size": 6, "num_layers": 2, key: value}
+    sizes = [args.pop(k) for k in ("input_size", "hidden_size", "num_layers")]
+    assert key in raises_cleanly(lambda: DeepRNN.build(cell, *sizes, **args))
+    if key != "num_layers" and key != "dropout":
+        assert key in raises_cleanly(lambda: make_cell(cell, *sizes[:2], **args))

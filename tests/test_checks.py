@@ -4,6 +4,9 @@ import math
 import numpy as np
 import pytest
 import torch
+from _support import _valid_int, _valid_positive, bad_floats, bad_ints
+from hypothesis import find, settings
+from hypothesis.errors import NoSuchExample
 from torch import nn
 from torch.nn.utils import parametrize
 
@@ -136,3 +139,11 @@ def test_error_family_keeps_the_builtin_bases():
         assert issubclass(cls, errors.StableRNNError) and issubclass(cls, ValueError)
     assert issubclass(errors.RunDirError, OSError)
     assert issubclass(errors.RunLockedError, RuntimeError)
+
+
+@pytest.mark.parametrize("strategy, valid", [(bad_ints(1), _valid_int),
+                                             (bad_floats(0.0), _valid_positive)])
+def test_bad_value_strategies_never_draw_a_valid_value(strategy, valid):
+    """The property tests mean something only if their strategies never draw a valid value."""
+    with pytest.raises(NoSuchExample):
+        find(strategy, valid, settings=settings(max_examples=500, database=None))

@@ -5,19 +5,27 @@ import math
 import numpy as np
 import pytest
 import torch
+from _support import (
+    HYPOTHESIS,
+    INF,
+    NAN,
+    Boom,
+    _fail_on_call,
+    assert_unchanged,
+    bad_floats,
+    bad_ints,
+    raises_cleanly,
+    snapshot,
+)
+from hypothesis import given
+from hypothesis import strategies as st
 from torch import nn
 
 import stablernn
-from stablernn import DeepRNN, GRUCell, LSTMCell, RNNCell
-from stablernn.init import (
-    INITS,
-    InitReport,
-    critical_init,
-    estimate_hyper,
-    explain,
-    init_,
-    recurrent_layers,
-)
+import stablernn.init as init_module
+from stablernn import DeepRNN, GRUCell, LSTMCell, RNNCell, critical_init, init_
+from stablernn.cells import BRCCell, SpectralRNNCell
+from stablernn.init import INITS, InitReport, estimate_hyper, explain, recurrent_layers
 from stablernn.init.critical import apply_hyper
 from stablernn.init.meanfield import (
     CRITICAL_BASE,
@@ -295,3 +303,120 @@ def test_correlated_inputs_limit_correlation_at_width_1024():
     curve = correlation_curve(cell, 80, c_x=0.5, burn=60, pairs=16)
     assert float(curve[-20:].mean()) == pytest.approx(pred.c_star, abs=0.03)
     assert decay_time(curve) == pytest.approx(pred.xi, rel=0.20)
+
+
+# ----- case 1: NaN and other bad options of every init scheme -----
+@pytest.mark.parametrize("scheme, options", [
+    ("forget_bias", {"value": NAN}), ("forget_bias", {"value": INF}),
+    ("forget_bias", {"value": "1"}), ("chrono", {"t_max": NAN}), ("chrono", {"t_max": INF}),
+    ("chrono", {"t_max": "abc"}), ("chrono", {"t_max": True}), ("chrono", {"seq_len": 2.5}),
+    ("chrono", {"t_max": 10, "seq_len": 10}), ("orthogonal", {"gain": 2.0}),
+    ("critical", {"seq_len": 10, "q_x": NAN}), ("critical", {"seq_len": 10, "q_x": -1.0}),
+    ("critical", {"seq_len": NAN}), ("critical", {"q_x": 1.0}), ("critical", {"seq_len": 0}),
+])
+def test_init_options_are_checked_before_any_change(scheme, options):
+    lstm = nn.LSTM(3, 8, num_layers=2)
+    message = raises_cleanly(lambda: init_(lstm, scheme, **options), lstm)
+    assert any(key in message for key in (*options, "seq_len"))
+
+
+def test_forget_bias_nan_names_the_option():
+    cell = LSTMCell(3, 4)
+    message = raises_cleanly(lambda: init_(cell, "forget_bias", value=NAN), cell)
+    assert message == "value must be finite, got nan"
+
+
+# ----- case 2: a scheme that does not apply to a later layer -----
+def _mixed(scheme: str) -> nn.Module:
+    """A model whose last layer the scheme does not apply to (the first one it does)."""
+    if scheme in ("identity",):
+        return DeepRNN([RNNCell(3, 6), GRUCell(6, 6)])
+    if scheme == "forget_bias":
+        return DeepRNN([LSTMCell(3, 6), GRUCell(6, 6)])
+    if scheme in ("chrono", "critical"):
+        return DeepRNN([GRUCell(3, 6), RNNCell(6, 6)])
+    if scheme == "torch_default":  # applies to every cell, not to parametrised weights
+        return DeepRNN([GRUCell(3, 6), SpectralRNNCell(6, 6)])
+    return DeepRNN([GRUCell(3, 6), BRCCell(6, 6)])  # BRC has no gate-block weight_hh
+
+
+@pytest.mark.parametrize("scheme", sorted(INITS))
+def test_every_scheme_checks_every_layer_first(scheme):
+    model = _mixed(scheme)
+    options = {"seq_len": 10} if scheme in ("chrono", "critical") else {}
+    message = raises_cleanly(lambda: init_(model, scheme, **options), model)
+    assert message.startswith("layer 1 (")
+
+
+def test_chrono_on_gru_then_rnn_names_layer_and_scheme():
+    model = DeepRNN([GRUCell(3, 6), RNNCell(6, 6)])
+    message = raises_cleanly(lambda: init_(model, "chrono", t_max=10), model)
+    assert message == ("layer 1 (RNNCell): init 'chrono' applies to LSTMCell, GRUCell layers, "
+                       "got RNNCell")
+
+
+def test_critical_init_solves_every_layer_before_writing_any():
+    model = DeepRNN([LSTMCell(3, 6), LSTMCell(6, 6, bias=False)])  # layer 1 cannot take mu_f
+    message = raises_cleanly(lambda: critical_init(model, seq_len=10), model)
+    assert message.startswith("layer 1 (LSTMCell)") and "bias=False" in message
+    mixed = DeepRNN([LSTMCell(3, 6), GRUCell(6, 6)])
+    base = stablernn.init.meanfield.CRITICAL_BASE["lstm"]  # an LSTM base cannot fit the GRU
+    assert "missing" in raises_cleanly(lambda: critical_init(mixed, 10, base=base), mixed)
+    raises_cleanly(lambda: critical_init(mixed, 10, base={"f": 1.0}), mixed)
+
+
+def test_explain_refuses_bad_arguments_and_diverged_weights():
+    lstm = nn.LSTM(3, 4)
+    raises_cleanly(lambda: stablernn.explain(lstm, seq_len=0))
+    raises_cleanly(lambda: stablernn.explain(lstm, q_x=NAN))
+    with torch.no_grad():
+        lstm.weight_hh_l0[0, 0] = NAN
+    assert "weight_hh_l0" in raises_cleanly(lambda: stablernn.explain(lstm, seq_len=5))
+    raises_cleanly(lambda: init_(lstm, None))
+
+
+def test_classical_failure_part_way_restores_every_layer(monkeypatch):
+    gru = nn.GRU(3, 6, num_layers=3)
+    # orthogonal writes 3 recurrent blocks per layer: fail in the middle of layer 2
+    monkeypatch.setattr(nn.init, "orthogonal_", _fail_on_call(8, nn.init.orthogonal_))
+    snap = snapshot(gru)
+    with pytest.raises(Boom):
+        init_(gru, "orthogonal")
+    assert_unchanged(gru, snap)
+
+
+def test_critical_failure_part_way_restores_every_layer(monkeypatch):
+    lstm = nn.LSTM(3, 6, num_layers=2)
+    monkeypatch.setattr(init_module, "apply_hyper", _fail_on_call(2, init_module.apply_hyper))
+    snap = snapshot(lstm)
+    with pytest.raises(Boom):
+        critical_init(lstm, seq_len=5)
+    assert_unchanged(lstm, snap)
+
+
+INIT_TARGETS = {
+    "forget_bias.value": (bad_floats(), lambda m, v: init_(m, "forget_bias", value=v)),
+    "chrono.t_max": (bad_floats(2.0), lambda m, v: init_(m, "chrono", t_max=v)),
+    "chrono.seq_len": (bad_ints(3), lambda m, v: init_(m, "chrono", seq_len=v)),
+    "critical.seq_len": (bad_ints(1), lambda m, v: critical_init(m, seq_len=v)),
+    "critical.q_x": (bad_floats(0.0, inclusive=True),
+                     lambda m, v: critical_init(m, seq_len=5, q_x=v)),
+    "init_critical.seq_len": (bad_ints(1), lambda m, v: init_(m, "critical", seq_len=v)),
+    "spectral.r": (bad_floats(0.0), lambda m, v: stablernn.spectral(m, "weight_hh", r=v)),
+    "spectral.sigma_star": (bad_floats(0.01, inclusive=True),
+                            lambda m, v: stablernn.spectral(m, "weight_hh", sigma_star=v)),
+    "spectral.k": (st.one_of(bad_ints(1, none=False), st.integers(min_value=6)),
+                   lambda m, v: stablernn.spectral(m, "weight_hh", k=v)),
+    "spectral.blocks": (st.one_of(bad_ints(1, none=False), st.sampled_from([3, 6, 7])),
+                        lambda m, v: stablernn.spectral(m, "weight_hh", blocks=v)),
+}
+
+
+@HYPOTHESIS
+@given(data=st.data(), target=st.sampled_from(sorted(INIT_TARGETS)),
+       torch_module=st.booleans())
+def test_module_methods_refuse_bad_numbers_and_change_nothing(data, target, torch_module):
+    strategy, call = INIT_TARGETS[target]
+    value = data.draw(strategy, label="value")
+    model = nn.LSTM(3, 5, num_layers=2) if torch_module else DeepRNN.build("lstm", 3, 5, 2)
+    raises_cleanly(lambda: call(model, value), model)

@@ -3,10 +3,13 @@ import copy
 
 import pytest
 import torch
+from _support import INF, NAN, Boom, _fail_on_call, assert_unchanged, raises_cleanly, snapshot
 from torch import nn
+from torch.nn.utils import parametrize
 
-from stablernn.cells import GRUCell, LSTMCell, RNNCell, make_cell
-from stablernn.cells.spectral_rnn import SpectralRNNCell
+import stablernn
+from stablernn import DeepRNN, GRUCell, LSTMCell, RNNCell, make_cell
+from stablernn.cells import SpectralRNNCell
 from stablernn.spectral import (
     Spectral,
     reflector_matrix,
@@ -15,7 +18,6 @@ from stablernn.spectral import (
     spectral_param_groups,
     wy_orthogonal,
 )
-from stablernn.stack import DeepRNN
 
 F64 = torch.float64
 
@@ -238,3 +240,66 @@ def test_bad_tensors():
         spectral(lin, "weight")
     with pytest.raises(ValueError, match="no spectral"):
         spectral_factors(nn.Linear(2, 2), "weight")
+
+
+# ----- case 3: spectral on several targets -----
+def test_spectral_already_parametrised_layer_is_found_before_any_change():
+    gru = nn.GRU(3, 5, num_layers=3)
+    stablernn.spectral(gru, "weight_hh_l2")
+    before = {n: p.detach().clone() for n, p in gru.named_parameters()}
+    with pytest.raises(ValueError, match="'weight_hh_l2' already has a spectral"):
+        stablernn.spectral(gru, "weight_hh")
+    assert list(gru.parametrizations) == ["weight_hh_l2"]
+    assert all(torch.equal(p, before[n]) for n, p in gru.named_parameters())
+
+
+def test_spectral_failure_part_way_removes_what_it_added(monkeypatch):
+    import stablernn.spectral as sp
+
+    gru = nn.GRU(3, 5, num_layers=3)
+    x = torch.randn(4, 2, 3)
+    y = gru(x)[0].detach()
+    monkeypatch.setattr(sp, "_register", _fail_on_call(3, sp._register))
+    snap = snapshot(gru)
+    with pytest.raises(Boom):
+        stablernn.spectral(gru, "weight_hh")
+    assert_unchanged(gru, snap)
+    assert type(gru) is nn.GRU and "forward" not in gru.__dict__
+    torch.testing.assert_close(gru(x)[0], y, rtol=0, atol=0)  # _flat_weights point back too
+
+
+@pytest.mark.parametrize("options", [
+    {"r": NAN}, {"r": INF}, {"r": "0.1"}, {"sigma_star": NAN}, {"sigma_star": -INF},
+    {"sigma_star": 0.001}, {"k": True}, {"k": 2.5}, {"k": 6}, {"k": 0}, {"blocks": 0},
+    {"blocks": 2}, {"blocks": 1.0}])
+def test_spectral_bad_options_change_nothing(options):
+    gru = nn.GRU(3, 5, num_layers=2)
+    raises_cleanly(lambda: stablernn.spectral(gru, "weight_hh", **options), gru)
+
+
+def test_spectral_bad_targets():
+    lin = nn.Linear(3, 3)
+    raises_cleanly(lambda: stablernn.spectral(lin, 3), lin)
+    raises_cleanly(lambda: stablernn.spectral("gru", "weight"))
+    with torch.no_grad():
+        lin.weight[0, 0] = NAN
+    assert "NaN" in raises_cleanly(lambda: stablernn.spectral(lin, "weight"), lin)
+    half = nn.Linear(3, 3).half()
+    raises_cleanly(lambda: stablernn.spectral(half, "weight"), half)
+
+
+# ----- case 4: the module and the function under one name -----
+def test_spectral_module_and_function_spellings():
+    import stablernn.spectral as sp
+    from stablernn import spectral as exported
+    from stablernn.spectral import spectral as function
+
+    assert sp is exported and callable(sp) and callable(function)
+    gru = stablernn.spectral(nn.GRU(2, 4), "weight_hh", r=0.05)  # the package attribute
+    U, sigma, _ = sp.spectral_factors(gru, "weight_hh_l0")
+    assert U.shape == (3, 4, 4) and sigma.shape == (3, 4)
+    assert bool((sigma.abs() <= 1.05 + 1e-6).all())
+    lin = exported(nn.Linear(3, 3), "weight")
+    assert parametrize.is_parametrized(lin, "weight")
+    assert function(nn.Linear(3, 3), "weight").weight.shape == (3, 3)
+    assert "sigma_star" in str(__import__("inspect").signature(sp))

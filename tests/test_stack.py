@@ -1,10 +1,14 @@
 """DeepRNN and from_torch against torch.nn.LSTM/GRU/RNN (outputs and gradients, float64)."""
+
 import pytest
 import torch
+from _support import (
+    NAN,
+    raises_cleanly,
+)
 from torch import nn
 
-from stablernn import DeepRNN, from_torch
-from stablernn.cells import GRUCell, LSTMCell, RNNCell
+from stablernn import DeepRNN, GRUCell, LSTMCell, RNNCell, from_torch
 
 D, H, L, B, T = 3, 6, 3, 4, 7
 MODULES = [
@@ -131,3 +135,23 @@ def test_bad_inputs_raise_clear_errors():
         from_torch(nn.Linear(3, 3))
     with pytest.raises(ValueError, match="bidirectional"):
         from_torch(nn.GRU(3, 3, bidirectional=True))
+
+
+def test_deeprnn_forward_checks_dtype_length_and_states():
+    model = DeepRNN.build("lstm", 3, 4, 2)
+    x = torch.randn(2, 5, 3)
+    raises_cleanly(lambda: model(x.double()))
+    raises_cleanly(lambda: model(torch.randn(2, 0, 3)))
+    good = model.initial_state(2)
+    y, _ = model(x, good)
+    bad_batch = [type(s)(*(t[:1] for t in s)) for s in good]
+    assert "shape (2, 4)" in raises_cleanly(lambda: model(x, bad_batch))
+    raises_cleanly(lambda: model(x, good[:1]))
+    raises_cleanly(lambda: model(x, [good[0], (good[1].h,)]))
+    raises_cleanly(lambda: model(x, "state"))
+    nan_state = [good[0], type(good[1])(good[1].h, torch.full((2, 4), NAN))]
+    assert "NaN" in raises_cleanly(lambda: model(x, nan_state))
+    plain = [tuple(s) for s in good]  # plain tuples of the right shapes are accepted
+    torch.testing.assert_close(model(x, plain)[0], y)
+    gru = DeepRNN.build("mgu", 3, 4, 2)  # the loop path (no fused kernel)
+    torch.testing.assert_close(gru(x, [tuple(s) for s in gru.initial_state(2)])[0], gru(x)[0])

@@ -8,8 +8,19 @@ import sys
 import numpy as np
 import pytest
 import torch
+from _support import HYPOTHESIS, INF, NAN, bad_floats, bad_ints, raises_cleanly
+from hypothesis import given
+from hypothesis import strategies as st
 
-from stablernn.tasks import TASKS, describe_tasks, make_task, read_idx, synthetic_names
+from stablernn import DeepRNN
+from stablernn.tasks import (
+    TASKS,
+    check_task_params,
+    describe_tasks,
+    make_task,
+    read_idx,
+    synthetic_names,
+)
 from stablernn.tasks import base as task_base
 
 SMALL = ["copy", "adding", "copy_first", "denoising", "digits", "pdigits", "sl_digits"]
@@ -447,3 +458,181 @@ def test_missing_optional_dependencies_name_the_extra(monkeypatch, shd_root):
     with pytest.raises(ImportError, match=r"stablernn\[hdf5\]"):
         make_task("shd", root=str(shd_root))
     digits.load_digits.cache_clear()
+
+
+# ----- case 5: losses on what a DeepRNN returns -----
+def test_task_loss_metric_evaluate_accept_a_deeprnn_tuple():
+    task = make_task("adding", T=10, size="smoke")
+    model = DeepRNN.build("gru", 2, 8, 2, readout=1, readout_mode="last")
+    x, y = task.split("valid")
+    out = model(x)
+    assert isinstance(out, tuple)
+    torch.testing.assert_close(task.loss(out, y), task.loss(out[0], y))
+    assert task.metric(out, y) == task.metric(out[0], y)
+    loss = task.loss(out, y)
+    loss.backward()  # still differentiable through the tuple
+    assert model.cells[0].weight_hh.grad is not None
+    report = task.evaluate(model, "valid", batch_size=16)
+    with torch.no_grad():
+        expected = float(torch.nn.functional.mse_loss(model(x)[0], y))
+    assert report["loss"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_task_loss_on_a_copy_task_with_readout_all():
+    task = make_task("copy", T=5, size="smoke")
+    model = DeepRNN.build("lstm", 10, 8, 2, readout=9)
+    x, y = task.split("test")
+    out = model(x)
+    torch.testing.assert_close(task.loss(out, y), task.loss(out[0], y))
+    with pytest.raises(TypeError, match="floating-point"):
+        task.loss(("not", "a tensor"), y)
+
+
+# ----- case 7: corrupt data files -----
+def _write_mnist(root, images_raw: bytes | None = None):
+    """Valid tiny MNIST IDX files; the train images replaced by ``images_raw`` if given."""
+    for prefix, n in (("train", 8), ("t10k", 4)):
+        images = np.zeros((n, 28, 28), dtype=np.uint8)
+        labels = np.arange(n, dtype=np.uint8) % 10
+        raw_i = bytes([0, 0, 8, 3]) + struct.pack(">3I", n, 28, 28) + images.tobytes()
+        raw_l = bytes([0, 0, 8, 1]) + struct.pack(">I", n) + labels.tobytes()
+        (root / f"{prefix}-images-idx3-ubyte").write_bytes(raw_i)
+        (root / f"{prefix}-labels-idx1-ubyte").write_bytes(raw_l)
+    if images_raw is not None:
+        (root / "train-images-idx3-ubyte").write_bytes(images_raw)
+
+
+@pytest.mark.parametrize("raw, what", [
+    (b"\x12\x34\x08\x03" + b"\x00" * 20, "magic"), (b"\x00\x00\x08", "magic"),
+    (b"", "magic"), (b"\x00\x00\x08\x03\x00\x00", "header"),
+    (bytes([0, 0, 8, 3]) + struct.pack(">3I", 8, 28, 28) + b"\x00" * 100, "truncated"),
+    (bytes([0, 0, 8, 3]) + struct.pack(">3I", 2 ** 32 - 1, 2 ** 32 - 1, 2 ** 32 - 1), "truncated"),
+])
+def test_corrupt_mnist_names_the_file(tmp_path, raw, what):
+    _write_mnist(tmp_path, raw)
+    message = raises_cleanly(lambda: make_task("mnist", root=str(tmp_path), n_valid=2))
+    assert "train-images-idx3-ubyte" in message and what in message
+
+
+def test_corrupt_mnist_gzip_names_the_file(tmp_path):
+    _write_mnist(tmp_path)
+    path = tmp_path / "train-labels-idx1-ubyte"
+    data = gzip.compress(path.read_bytes())
+    path.unlink()
+    (tmp_path / "train-labels-idx1-ubyte.gz").write_bytes(data[:len(data) // 2])
+    message = raises_cleanly(lambda: make_task("mnist", root=str(tmp_path), n_valid=2))
+    assert "train-labels-idx1-ubyte.gz" in message and "gzip" in message
+
+
+def _write_ptb(root, train: bytes):
+    text = b" the cat sat on the mat \n the dog sat <unk> \n" * 4
+    for split in ("train", "valid", "test"):
+        (root / f"ptb.{split}.txt").write_bytes(train if split == "train" else text)
+
+
+@pytest.mark.parametrize("raw, what", [(b"", "empty"), (b" \n\t\n", "empty"),
+                                       (b"\xff\xfe\x00 cat", "UTF-8")])
+def test_corrupt_ptb_names_the_file(tmp_path, raw, what):
+    _write_ptb(tmp_path, raw)
+    message = raises_cleanly(lambda: make_task("ptb", root=str(tmp_path), T=3))
+    assert "ptb.train.txt" in message and what in message
+
+
+def test_unreadable_text_file_names_it(tmp_path, monkeypatch):
+    from stablernn.tasks import lm
+
+    _write_ptb(tmp_path, b" a b c \n" * 5)
+
+    def denied(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(lm, "open", denied, raising=False)
+    message = raises_cleanly(lambda: make_task("ptb", root=str(tmp_path), T=3))
+    assert "ptb.train.txt" in message and "Permission denied" in message
+
+
+def _shd_file(path, layout: str):
+    h5py = pytest.importorskip("h5py")
+    if layout == "not hdf5":
+        path.write_bytes(b"\x1f\x8b gzip, not gunzipped")
+        return
+    with h5py.File(path, "w") as f:
+        f.create_dataset("labels", data=np.array([1, 2], dtype=np.uint16))
+        if layout == "no spikes":
+            return
+        if layout == "group":
+            f.create_group("spikes/times")
+        elif layout == "strings":
+            f.create_dataset("spikes/times", data=np.array([b"a", b"b"]))
+        f.create_dataset("spikes/units", data=np.array([1, 2], dtype=np.uint16))
+
+
+@pytest.mark.parametrize("layout, what", [
+    ("not hdf5", "HDF5"), ("no spikes", "spikes/times, spikes/units"),
+    ("group", "spikes/times"), ("strings", "cannot be read")])
+def test_corrupt_shd_names_the_file(tmp_path, layout, what):
+    for split in ("train", "test"):
+        _shd_file(tmp_path / f"shd_{split}.h5", layout)
+    message = raises_cleanly(lambda: make_task("shd", root=str(tmp_path)))
+    assert "shd_train.h5" in message and what in message
+
+
+# ----- case 8 and check_task_params: one home for task parameter checks -----
+@pytest.mark.parametrize("name, params, kind, text", [
+    ("adding", {"T": 0}, ValueError, "task 'adding': T must be an int >= 2, got 0"),
+    ("adding", {"T": "abc"}, TypeError, "task 'adding': T must be an int, got str ('abc')"),
+    ("copy", {"T": 1.0}, TypeError, "task 'copy': T must be an int, got float (1.0)"),
+    ("copy", {"n_train": -5}, ValueError, "task 'copy': n_train must be an int >= 1, got -5"),
+    ("sl_digits", {"tau": NAN}, ValueError, "task 'sl_digits': tau must be finite, got nan"),
+    ("sl_digits", {"threshold": 1.0}, ValueError, "threshold must be < 1"),
+    ("shd", {"max_time": -INF}, ValueError, "task 'shd': max_time must be finite, got -inf"),
+    ("char_lm", {"valid_frac": 0.5}, ValueError, "valid_frac must be < 0.5"),
+    ("digits", {"permuted": 1}, TypeError, "permuted must be bool"),
+    ("denoising", {"T": 10}, ValueError, "T must be >= n_marks + gap = 15"),
+    ("copy", {"T": 10 ** 9}, ValueError, "lower T or n_train"),
+    ("ptb", {"root": "a\0b"}, ValueError, "NUL"),
+])
+def test_task_parameters_checked_the_same_cheap_way(name, params, kind, text):
+    with pytest.raises(kind) as info:
+        check_task_params(name, "full", params)
+    assert text in str(info.value)
+    with pytest.raises(kind) as again:  # the constructor runs the very same checks
+        make_task(name, **params)
+    assert str(again.value) == str(info.value)
+
+
+def test_check_task_params_resolves_without_data(tmp_path):
+    missing = str(tmp_path / "nowhere")  # no files: check_task_params never reads them
+    assert check_task_params("ptb", "smoke", {"root": missing}) == {"root": missing, "T": 20}
+    assert check_task_params("sl_digits", params={"tau": 5, "seed": 2})["tau"] == 5.0
+    resolved = check_task_params("denoising", "smoke", {"gap": 2})
+    assert resolved == make_task("denoising", size="smoke", gap=2).config
+    assert check_task_params("copy") == make_task("copy").config
+    for bad, kind in [(("copyy",), ValueError), ((3,), TypeError),
+                      (("copy", "tiny"), ValueError), (("copy", "full", [1]), TypeError),
+                      (("copy", "full", {"size": "smoke"}), ValueError),
+                      (("copy", "full", {"seed": -1}), ValueError),
+                      (("copy", "full", {"blanks": 3}), ValueError)]:
+        with pytest.raises(kind):
+            check_task_params(*bad)
+
+
+TASK_TARGETS = {
+    ("copy", "T"): bad_ints(1), ("adding", "T"): bad_ints(2), ("copy", "n_train"): bad_ints(1),
+    ("denoising", "n_marks"): bad_ints(1), ("denoising", "gap"): bad_ints(0),
+    ("digits", "pad"): bad_ints(0), ("sl_digits", "tau"): bad_floats(0.0),
+    ("sl_digits", "threshold"): st.one_of(bad_floats(0.0), st.floats(min_value=1.0)),
+    ("shd", "valid_frac"): st.one_of(bad_floats(0.0), st.floats(min_value=1.0)),
+    ("char_lm", "test_frac"): st.one_of(bad_floats(0.0), st.floats(min_value=0.5)),
+    ("mnist", "n_valid"): bad_ints(1), ("ptb", "T"): bad_ints(1),
+}
+
+
+@HYPOTHESIS
+@given(data=st.data(), target=st.sampled_from(sorted(TASK_TARGETS)))
+def test_task_parameters_refuse_bad_numbers(data, target):
+    name, key = target
+    value = data.draw(TASK_TARGETS[target], label="value")
+    first = raises_cleanly(lambda: check_task_params(name, "smoke", {key: value}))
+    assert raises_cleanly(lambda: make_task(name, size="smoke", **{key: value})) == first
+    assert key in first
