@@ -20,9 +20,11 @@ class RNNState(NamedTuple):
 ACTIVATIONS = {"tanh": torch.tanh, "relu": torch.relu, "sigmoid": torch.sigmoid}
 
 
-def init_uniform_(cell: Cell) -> None:
+def init_uniform_(cell: nn.Module) -> None:
     """PyTorch's default RNN initialisation: every parameter ~ U(-1/sqrt(H), 1/sqrt(H))."""
-    bound = 1.0 / math.sqrt(cell.hidden_size)
+    hidden_size = cell.hidden_size
+    assert isinstance(hidden_size, int)
+    bound = 1.0 / math.sqrt(hidden_size)
     for p in cell.parameters():
         nn.init.uniform_(p, -bound, bound)
 
