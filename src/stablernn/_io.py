@@ -28,7 +28,7 @@ def _temp_path(path: Path) -> tuple[Path, int]:
             continue
 
 
-def _atomic_write(path: Path, write: Callable[[IO[bytes]], None],
+def _atomic_write(path: Path, write: Callable[[IO[bytes]], object],
                   previous: Path | None = None) -> None:
     path = Path(path)
     tmp, fd = _temp_path(path)

@@ -45,5 +45,6 @@ def from_torch(module: nn.Module, *, readout: nn.Module | None = None) -> DeepRN
         raise ValueError("from_torch needs plain Parameters; convert the module before "
                          "registering parametrisations (e.g. stablernn.spectral)")
     cls = cell_for_torch(module)  # the cell that declares torch_module = type(module)
+    assert cls is not None  # RNN, LSTM and GRU all have one
     cells = [cls.from_torch_layer(module, i) for i in range(module.num_layers)]
     return DeepRNN(cells, dropout=module.dropout, readout=readout)

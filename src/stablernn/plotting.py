@@ -47,7 +47,8 @@ def line_style(i: int, colours: tuple[str, ...] = TAB10) -> dict[str, Any]:
     if not colours:
         raise ValueError("colours must not be empty")
     n = len(colours)
-    style = {"color": colours[i % n], "linestyle": LINESTYLES[(i // n) % len(LINESTYLES)]}
+    style: dict[str, Any] = {"color": colours[i % n],
+                             "linestyle": LINESTYLES[(i // n) % len(LINESTYLES)]}
     marker = MARKERS[(i // (n * len(LINESTYLES))) % len(MARKERS)]
     if marker:
         style["marker"], style["markevery"] = marker, 0.2

@@ -130,6 +130,8 @@ class Spectral(nn.Module):
         sigma_star: centre of the band.
     """
 
+    signs: Tensor  # buffer (G, p), Note [Householder signs]
+
     def __init__(self, shape: tuple[int, int], blocks: int, k: int, r: float,
                  sigma_star: float) -> None:
         super().__init__()
@@ -142,7 +144,8 @@ class Spectral(nn.Module):
         return min(self.m, self.n)
 
     def sigma(self, s: Tensor) -> Tensor:
-        """Singular values ``2 r (sigmoid(s) - 1/2) + sigma_star`` from ``s`` (the paper's ``p``)."""
+        """Singular values ``2 r (sigmoid(s) - 1/2) + sigma_star`` from ``s`` (the paper's
+        ``p``)."""
         return 2 * self.r * (torch.sigmoid(s) - 0.5) + self.sigma_star
 
     def forward(self, A_u: Tensor, A_v: Tensor, s: Tensor) -> Tensor:
@@ -184,7 +187,8 @@ class Spectral(nn.Module):
         return sides[0], sides[1], torch.zeros(self.blocks, self.p, dtype=dtype, device=device)
 
     def factors(self, A_u: Tensor, A_v: Tensor, s: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Explicit ``(U (G, m, m), sigma (G, p), V (G, n, n))`` with the signs folded into sigma."""
+        """Explicit ``(U (G, m, m), sigma (G, p), V (G, n, n))``, the signs folded into
+        sigma."""
         return wy_orthogonal(A_u), self.signs * self.sigma(s), wy_orthogonal(A_v)
 
     def in_manifold(self, W: Tensor, atol: float = 1e-5) -> bool:
@@ -230,7 +234,7 @@ def _check_weight(module: nn.Module, name: str) -> Tensor:
         raise ValueError(f"spectral needs a 2-D weight; {name!r} has shape {tuple(weight.shape)}")
     if parametrize.is_parametrized(module, name):
         what = ("a spectral parametrisation" if any(
-            isinstance(p, Spectral) for p in module.parametrizations[name])
+            isinstance(p, Spectral) for p in _parametrizations(module, name))
             else "a parametrisation")
         raise ValueError(f"{name!r} already has {what}; spectral needs a plain weight")
     if weight.dtype not in (torch.float32, torch.float64):
@@ -239,6 +243,15 @@ def _check_weight(module: nn.Module, name: str) -> Tensor:
         raise ValueError(f"{name!r} has NaN/Inf values (a diverged model?); re-initialise it "
                          f"before spectral")
     return weight
+
+
+def _parametrizations(module: nn.Module, name: str) -> parametrize.ParametrizationList:
+    """``module.parametrizations[name]``, the list ``register_parametrization`` made."""
+    plists = module.parametrizations
+    assert isinstance(plists, nn.ModuleDict)
+    plist = plists[name]
+    assert isinstance(plist, parametrize.ParametrizationList)
+    return plist
 
 
 class _Plan(NamedTuple):
@@ -266,7 +279,7 @@ def _register(module: nn.Module, plan: _Plan, r: float, sigma_star: float) -> No
     param = Spectral(tuple(weight.shape), plan.blocks, plan.k, r, sigma_star)
     param = param.to(device=weight.device, dtype=weight.dtype)
     parametrize.register_parametrization(module, plan.name, param)  # projects the weight
-    originals = module.parametrizations[plan.name]
+    originals = _parametrizations(module, plan.name)
     with torch.no_grad():
         for i, t in enumerate(param.sample(dtype=weight.dtype, device=weight.device)):
             getattr(originals, f"original{i}").copy_(t)
@@ -288,7 +301,12 @@ def _refresh_flat_weights(rnn: nn.RNNBase, *, detach: bool = False) -> None:
     ``detach`` afterwards, so the list holds no autograd graph (and deepcopy works)."""
     for i, name in enumerate(rnn._flat_weights_names):
         if parametrize.is_parametrized(rnn, name):
-            w = rnn._flat_weights[i].detach() if detach else getattr(rnn, name)
+            if detach:
+                flat = rnn._flat_weights[i]
+                assert flat is not None  # the parametrised weight exists
+                w = flat.detach()
+            else:
+                w = getattr(rnn, name)
             rnn._flat_weights[i] = w
             if hasattr(rnn, "_flat_weight_refs"):
                 rnn._flat_weight_refs[i] = weakref.ref(w)
@@ -316,17 +334,17 @@ def _detaching_apply(self: nn.RNNBase, *args, **kwargs):
 
 def _cached_forward_sequence(self: nn.Module, *args, **kwargs):
     with parametrize.cached():  # our cells read self.weight_hh once per step
-        return type(self).forward_sequence(self, *args, **kwargs)
+        return type(self).forward_sequence(self, *args, **kwargs)  # type: ignore[attr-defined]
 
 
 def _install_cache(module: nn.Module) -> None:
     """Make a sequence module build its parametrised weights once per call (idempotent)."""
     if isinstance(module, nn.RNNBase) and "forward" not in module.__dict__:
         module.forward = types.MethodType(_cached_rnn_forward, module)
-        module._apply = types.MethodType(_detaching_apply, module)
+        module._apply = types.MethodType(_detaching_apply, module)  # type: ignore[method-assign]
         _refresh_flat_weights(module, detach=True)
     elif hasattr(module, "forward_sequence") and "forward_sequence" not in module.__dict__:
-        module.forward_sequence = types.MethodType(_cached_forward_sequence, module)
+        module.forward_sequence = types.MethodType(_cached_forward_sequence, module)  # type: ignore[assignment]
 
 
 def _target_names(module: nn.Module, name: str) -> list[str]:
@@ -400,7 +418,7 @@ def spectral(module: nn.Module, name: str = "weight_hh", *, k: int | None = None
 
 def _spectral_of(module: nn.Module, name: str) -> Spectral:
     if parametrize.is_parametrized(module, name):
-        for p in module.parametrizations[name]:
+        for p in _parametrizations(module, name):
             if isinstance(p, Spectral):
                 return p
     raise ValueError(f"{type(module).__name__}.{name} has no spectral parametrisation; "
@@ -418,7 +436,7 @@ def spectral_factors(module: nn.Module, name: str = "weight_hh") -> tuple[Tensor
         ValueError: ``name`` is not spectrally parametrised.
     """
     param = _spectral_of(module, name)
-    originals = module.parametrizations[name]
+    originals = _parametrizations(module, name)
     return param.factors(*(getattr(originals, f"original{i}") for i in range(3)))
 
 

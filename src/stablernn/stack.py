@@ -10,6 +10,7 @@ Jacobian code, LSC and warm-up use.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 import torch  # noqa: F401 - the docstring examples run in this namespace
 from torch import Tensor, nn
@@ -31,7 +32,7 @@ def _check_cells(cells: Sequence[Cell]) -> None:
             raise TypeError(f"layer {i} must be a stablernn cell (make_cell(...)), got "
                             f"{type(cell).__name__}; torch.nn.RNN/LSTM/GRU go through "
                             f"stablernn.from_torch")
-    for i, (lo, hi) in enumerate(zip(cells[:-1], cells[1:])):
+    for i, (lo, hi) in enumerate(zip(cells[:-1], cells[1:], strict=True)):
         if hi.input_size != lo.output_size:
             raise ValueError(f"layer {i + 1} expects input_size={hi.input_size} but layer {i} "
                              f"outputs {lo.output_size} features")
@@ -96,16 +97,20 @@ class DeepRNN(nn.Module):
             input_size = cells[-1].output_size
         return cls(cells, dropout=dropout, readout=readout, readout_mode=readout_mode, fused=fused)
 
+    def _layers(self) -> list[Cell]:
+        """``self.cells`` as the cells they are (checked when the stack was built)."""
+        return cast("list[Cell]", list(self.cells))
+
     @property
     def input_size(self) -> int:
-        return self.cells[0].input_size
+        return self._layers()[0].input_size
 
     @property
     def num_layers(self) -> int:
         return len(self.cells)
 
     def initial_state(self, batch: int, *, device=None, dtype=None) -> list[State]:
-        return [c.initial_state(batch, device=device, dtype=dtype) for c in self.cells]
+        return [c.initial_state(batch, device=device, dtype=dtype) for c in self._layers()]
 
     def forward(self, x: Tensor, state: Sequence[State] | None = None) -> tuple[Tensor, list]:
         """Run the stack; returns ``(y, states)`` with ``states`` the final state per layer.
@@ -121,12 +126,14 @@ class DeepRNN(nn.Module):
             if not isinstance(state, (list, tuple)) or len(state) != self.num_layers:
                 got = len(state) if isinstance(state, (list, tuple)) else type(state).__name__
                 raise ValueError(f"got {got} layer states for {self.num_layers} layers")
-            for i, (cell, s) in enumerate(zip(self.cells, state)):
+            cells = self._layers()
+            for i, (cell, s) in enumerate(zip(cells, state, strict=True)):
                 check_state(cell, s, x.shape[0], x, name=f"state[{i}]")
-            state = [cell.State(*s) for cell, s in zip(self.cells, state)]  # plain tuples too
-        kernel = stack_kernel(self.cells) if self.fused else None
+            # plain tuples too
+            state = [cell.State(*s) for cell, s in zip(cells, state, strict=True)]
+        kernel = stack_kernel(self._layers()) if self.fused else None
         if kernel is not None:
-            h, states = fused_sequence(kernel, self.cells, x, state, dropout=self.dropout,
+            h, states = fused_sequence(kernel, self._layers(), x, state, dropout=self.dropout,
                                        training=self.training)
         else:
             with parametrize.cached():  # parametrised weights built once per forward
@@ -137,7 +144,7 @@ class DeepRNN(nn.Module):
         check_input(x, self.input_size)
         if x.shape[1] == 0:
             raise ValueError(f"x has no time steps (shape {tuple(x.shape)}); need T >= 1")
-        ref = self.cells[0]._ref()
+        ref = self._layers()[0]._ref()
         if x.dtype != ref.dtype or x.device != ref.device:
             raise TypeError(f"x is {x.dtype} on {x.device} but the model's weights are "
                             f"{ref.dtype} on {ref.device}; convert one with .to(...)")
@@ -150,7 +157,7 @@ class DeepRNN(nn.Module):
 
     def _forward_loop(self, x: Tensor, state: Sequence[State]) -> tuple[Tensor, list]:
         states = []
-        for i, (cell, s) in enumerate(zip(self.cells, state)):
+        for i, (cell, s) in enumerate(zip(self._layers(), state, strict=True)):
             if i > 0 and self.dropout:
                 x = nn.functional.dropout(x, self.dropout, self.training)
             x, s = cell.forward_sequence(x, s)
@@ -160,7 +167,7 @@ class DeepRNN(nn.Module):
     def step(self, x_t: Tensor, state: Sequence[State]) -> tuple[Tensor, list]:
         """One time step through every layer (no dropout, no readout): ``(h_top, states)``."""
         new = []
-        for cell, s in zip(self.cells, state):
+        for cell, s in zip(self.cells, state, strict=True):
             x_t, s = cell(x_t, s)
             new.append(s)
         return x_t, new

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Iterator
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeAlias, TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -23,22 +23,26 @@ from torch.nn.utils import parametrize
 from .._checks import check_size
 
 State = tuple  # a NamedTuple of (B, n_i) tensors
+# Cell's own annotations: inside the class ``State`` names the cell's NamedTuple class, and each
+# subclass takes its own State in recur / output / ..., so the base accepts any state.
+_State: TypeAlias = Any
 
 CELLS: dict[str, Callable[..., Cell]] = {}
+_C = TypeVar("_C", bound="Cell")
 
 
-def register_cell(name: str, **defaults) -> Callable:
+def register_cell(name: str, **defaults: Any) -> Callable[[type[_C]], type[_C]]:
     """Register a cell class (or a preset of it, e.g. an activation) under ``name``."""
 
-    def deco(cls):
+    def deco(cls: type[_C]) -> type[_C]:
         if name in CELLS:
             raise ValueError(f"cell name {name!r} is registered twice")
         if defaults:
-            def preset(*args, **kw):
+            def preset(*args: Any, **kw: Any) -> _C:
                 return cls(*args, **{**defaults, **kw})
             preset.__doc__ = f"{cls.__name__} with " + ", ".join(
                 f"{k}={v!r}" for k, v in defaults.items())
-            preset.cell_class, preset.defaults = cls, dict(defaults)
+            preset.cell_class, preset.defaults = cls, dict(defaults)  # type: ignore[attr-defined]
             CELLS[name] = preset
         else:
             CELLS[name] = cls
@@ -88,7 +92,7 @@ def make_cell(name: str, input_size: int, hidden_size: int, **options) -> Cell:
     """
     valid = cell_options(name)
     unknown = [] if valid is None else sorted(set(options) - set(valid))
-    if unknown:
+    if unknown and valid is not None:
         raise ValueError(f"cell {name!r} has no option {', '.join(unknown)}; valid options: "
                          f"{', '.join(valid) or 'none'}")
     return CELLS[name](input_size, hidden_size, **options)
@@ -123,7 +127,7 @@ class Cell(nn.Module):
       Parameters it must leave alone (the double layer of partial warm-up).
     """
 
-    State: type = None  # type: ignore[assignment]
+    State: ClassVar[type[Any]] = None  # type: ignore[assignment]  # each cell sets its own
     gates: ClassVar[tuple[str, ...]] = ()
     recurrent_weights: ClassVar[tuple[str, ...]] = ("weight_hh",)
     input_weights: ClassVar[tuple[str, ...]] = ("weight_ih",)
@@ -154,7 +158,7 @@ class Cell(nn.Module):
     def _ref(self) -> Tensor:
         return next(self.parameters())
 
-    def initial_state(self, batch: int, *, device=None, dtype=None) -> State:
+    def initial_state(self, batch: int, *, device=None, dtype=None) -> _State:
         """Zero state for a batch of ``batch`` sequences."""
         ref = self._ref()
         device = ref.device if device is None else device
@@ -166,32 +170,32 @@ class Cell(nn.Module):
         """Input projection, applied to ``(B, D)`` or a whole ``(B, T, D)`` sequence at once."""
         return x
 
-    def recur(self, p_t: Tensor, state: State) -> State:  # pragma: no cover - abstract
+    def recur(self, p_t: Tensor, state: _State) -> _State:  # pragma: no cover - abstract
         """State update from the projected input ``p_t = project(x_t)``."""
         raise NotImplementedError
 
-    def step(self, x_t: Tensor, state: State) -> State:
+    def step(self, x_t: Tensor, state: _State) -> _State:
         """One time step: the new state (pure given the parameters)."""
         return self.recur(self.project(x_t), state)
 
-    def output(self, x_t: Tensor, state: State) -> Tensor:
+    def output(self, x_t: Tensor, state: _State) -> Tensor:
         """The layer output ``h_t`` as a function of the (new) state."""
         return state[0]
 
-    def forward(self, x_t: Tensor, state: State | None = None) -> tuple[Tensor, State]:
+    def forward(self, x_t: Tensor, state: _State | None = None) -> tuple[Tensor, _State]:
         if state is None:
             state = self.initial_state(x_t.shape[0], device=x_t.device, dtype=x_t.dtype)
         new = self.step(x_t, state)
         return self.output(x_t, new), new
 
-    def forward_sequence(self, x: Tensor, state: State) -> tuple[Tensor, State]:
+    def forward_sequence(self, x: Tensor, state: _State) -> tuple[Tensor, _State]:
         """Run ``(B, T, D)`` inputs from ``state``; returns ``(B, T, H)`` outputs, last state."""
         # one GEMM for every step: (B, T, D) -> (B, T, G). unbind, not p[:, t]: the backward of
         # T slices would allocate and scatter into T full-size zero tensors (O(T^2) memory
         # traffic); unbind's backward is one stack.
         ps, xs = self.project(x).unbind(1), x.unbind(1)
         outs = []
-        for p_t, x_t in zip(ps, xs):
+        for p_t, x_t in zip(ps, xs, strict=True):
             state = self.recur(p_t, state)
             outs.append(self.output(x_t, state))
         return torch.stack(outs, 1), state
@@ -222,10 +226,11 @@ class Cell(nn.Module):
         """
         return None
 
-    def _keeps_recur(self, cls: type) -> bool:
+    def _keeps_recur(self, cls: type[Cell]) -> bool:
         """True when this cell computes ``cls``'s step: a subclass that changes ``recur``
         (or ``step``) loses ``cls``'s fused kernel and declared theory."""
         kind = parametrize.type_before_parametrizations(self)
+        assert issubclass(kind, Cell)  # self's own class, before parametrize subclassed it
         return kind.recur is cls.recur and kind.step is cls.step
 
     def meanfield_kind(self) -> str | None:
@@ -241,7 +246,7 @@ class Cell(nn.Module):
         """The part of the cell that warm-up makes multistable (the whole cell by default)."""
         return self
 
-    def warm_state(self, state: State) -> State:
+    def warm_state(self, state: _State) -> _State:
         """The state of :meth:`warm_part` within this cell's ``state``."""
         return state
 
@@ -253,7 +258,8 @@ class Cell(nn.Module):
     def from_torch_layer(cls, module: nn.RNNBase, layer: int) -> Cell:
         """A cell sharing layer ``layer``'s Parameters of ``module`` (of ``cls.torch_module``)."""
         d_in = module.input_size if layer == 0 else module.hidden_size
-        cell = cls(d_in, module.hidden_size, bias=module.bias, **cls._torch_options(module))
+        make: Callable[..., Cell] = cls  # the torch_module cells take ``bias``; Cell does not
+        cell = make(d_in, module.hidden_size, bias=module.bias, **cls._torch_options(module))
         for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
             if getattr(cell, name) is not None:
                 setattr(cell, name, getattr(module, f"{name}_l{layer}"))  # the same Parameter
@@ -269,6 +275,7 @@ def cell_classes() -> list[type[Cell]]:
     out: list[type[Cell]] = []
     for factory in CELLS.values():
         cls = getattr(factory, "cell_class", factory)
+        assert isinstance(cls, type) and issubclass(cls, Cell)  # register_cell takes classes
         if cls not in out:
             out.append(cls)
     return out
@@ -304,7 +311,7 @@ def check_state(cell: Cell, state: Any, batch: int, ref: Tensor, name: str = "st
         raise ValueError(f"{name} must be a tuple of {len(sizes)} tensor(s) for "
                          f"{type(cell).__name__} (see cell.initial_state(batch)); got "
                          f"{type(state).__name__}")
-    for i, (t, n) in enumerate(zip(state, sizes)):
+    for i, (t, n) in enumerate(zip(state, sizes, strict=True)):
         if not isinstance(t, Tensor) or tuple(t.shape) != (batch, n):
             raise ValueError(f"{name}[{i}] must be a tensor of shape ({batch}, {n}); got "
                              f"{tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__}")

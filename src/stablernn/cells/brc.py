@@ -86,4 +86,5 @@ class NBRCCell(_BistableBase):
         self.weight_hh = nn.Parameter(w)
 
     def _recurrent_ac(self, h: Tensor) -> tuple[Tensor, Tensor]:
-        return F.linear(h, self.weight_hh).chunk(2, dim=-1)
+        a, c = F.linear(h, self.weight_hh).chunk(2, dim=-1)  # (B, 2H) -> 2 x (B, H)
+        return a, c

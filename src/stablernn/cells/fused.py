@@ -30,8 +30,12 @@ def fused_sequence(kernel: Callable, cells: Sequence[Cell], x: Tensor, state: Se
     returns the top outputs ``(B, T, H)`` and the final state of every layer."""
     weights: list[Tensor] = []
     has_bias = cells[0].bias_ih is not None
+    names = ("weight_ih", "weight_hh") + (("bias_ih", "bias_hh") if has_bias else ())
     for c in cells:
-        weights += [c.weight_ih, c.weight_hh] + ([c.bias_ih, c.bias_hh] if has_bias else [])
+        for name in names:
+            w = getattr(c, name)
+            assert isinstance(w, Tensor)  # a cell with a fused kernel holds PyTorch's layout
+            weights.append(w)
     args = (weights, has_bias, len(cells), dropout, training, False, True)  # batch-first
     fields = len(state[0])  # (h,) or (h, c): each field L x (B, H) -> (L, B, H)
     start = tuple(torch.stack([s[f] for s in state]) for f in range(fields))

@@ -32,6 +32,10 @@ class GRUCell(Cell):
     meanfield = "gru"
     chrono_gates = {"z": 1.0}  # h' = (1 - z) n + z h: a large z keeps the state
     torch_module = nn.GRU
+    weight_ih: Tensor  # PyTorch's layout, made by gate_params
+    weight_hh: Tensor
+    bias_ih: Tensor | None  # None when built with bias=False
+    bias_hh: Tensor | None
 
     def __init__(self, input_size: int, hidden_size: int, *, bias: bool = True) -> None:
         super().__init__(input_size, hidden_size)

@@ -34,6 +34,10 @@ class LSTMCell(Cell):
     forget_gate = "f"
     chrono_gates = {"f": 1.0, "i": -1.0}  # b_f = log U[1, t_max - 1], b_i = -b_f
     torch_module = nn.LSTM
+    weight_ih: Tensor  # PyTorch's layout, made by gate_params
+    weight_hh: Tensor
+    bias_ih: Tensor | None  # None when built with bias=False
+    bias_hh: Tensor | None
 
     def __init__(self, input_size: int, hidden_size: int, *, bias: bool = True) -> None:
         super().__init__(input_size, hidden_size)

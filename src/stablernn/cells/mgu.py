@@ -31,6 +31,10 @@ class MGUCell(Cell):
 
     State = MGUState
     gates = ("f", "n")
+    weight_ih: Tensor  # PyTorch's layout, made by gate_params
+    weight_hh: Tensor
+    bias_ih: Tensor | None  # None when built with bias=False
+    bias_hh: Tensor | None
 
     def __init__(self, input_size: int, hidden_size: int, *, bias: bool = True) -> None:
         super().__init__(input_size, hidden_size)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -22,12 +22,14 @@ ACTIVATIONS = {"tanh": torch.tanh, "relu": torch.relu, "sigmoid": torch.sigmoid}
 
 def init_uniform_(cell: nn.Module) -> None:
     """PyTorch's default RNN initialisation: every parameter ~ U(-1/sqrt(H), 1/sqrt(H))."""
-    bound = 1.0 / math.sqrt(cell.hidden_size)
+    hidden_size = cell.hidden_size
+    assert isinstance(hidden_size, int)
+    bound = 1.0 / math.sqrt(hidden_size)
     for p in cell.parameters():
         nn.init.uniform_(p, -bound, bound)
 
 
-def gate_params(cell: nn.Module, gates: int, bias: bool) -> None:
+def gate_params(cell: Cell, gates: int, bias: bool) -> None:
     """Create ``weight_ih (gates*H, D)``, ``weight_hh (gates*H, H)``, ``bias_ih``, ``bias_hh``."""
     check_bool("bias", bias)
     g, h, d = gates * cell.hidden_size, cell.hidden_size, cell.input_size
@@ -58,7 +60,11 @@ class RNNCell(Cell):
     State = RNNState
     gates = ("h",)
     identity_init = True
-    torch_module = nn.RNN
+    torch_module: ClassVar[type[nn.RNNBase] | None] = nn.RNN  # SpectralRNNCell: None
+    weight_ih: Tensor  # PyTorch's layout, made by gate_params
+    weight_hh: Tensor
+    bias_ih: Tensor | None  # None when built with bias=False
+    bias_hh: Tensor | None
 
     def __init__(self, input_size: int, hidden_size: int, *, nonlinearity: str = "tanh",
                  bias: bool = True) -> None:

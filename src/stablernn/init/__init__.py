@@ -107,7 +107,8 @@ def _classical(name: str) -> Callable:
         return InitReport(name, [_label(i, c) for i, c in enumerate(cells)], dict(options))
 
     scheme.__doc__ = spec.apply.__doc__
-    scheme.options = tuple(spec.options) + (("seq_len",) if name == "chrono" else ())
+    scheme.options = (  # type: ignore[attr-defined]  # init_ reads it
+        tuple(spec.options) + (("seq_len",) if name == "chrono" else ()))
     return scheme
 
 
@@ -164,27 +165,31 @@ def critical_init(module: nn.Module, seq_len: int, *, q_x: float = 1.0,
     base = _check_base(base)
     cells = recurrent_layers(module)
     _check_layers("critical", cells, _check_critical_layer)
+    hypers: list[dict] = []
+    predictions: list[dict] = []
     report = InitReport("critical", [_label(i, c) for i, c in enumerate(cells)],
-                        {"seq_len": seq_len, "q_x": q_x}, [], [])
+                        {"seq_len": seq_len, "q_x": q_x}, hypers, predictions)
     plans = []
     for i, cell in enumerate(cells):  # solve every layer before touching any
+        kind = cell_kind(cell)
+        assert kind is not None  # _check_critical_layer
         try:
-            hp = solve_critical(cell_kind(cell), seq_len, q_x=q_x, base=base)
+            hp = solve_critical(kind, seq_len, q_x=q_x, base=base)
             check_applies(cell, hp)
             pred = predict(hp)
         except ValueError as err:
             raise ValueError(f"{_label(i, cell)}: {err}") from None
         plans.append(hp)
-        report.hyper.append(hp.to_dict())
-        report.predictions.append(pred.to_dict())
+        hypers.append(hp.to_dict())
+        predictions.append(pred.to_dict())
         q_x = pred.q_h
     with transaction(module):
-        for cell, hp in zip(cells, plans):
+        for cell, hp in zip(cells, plans, strict=True):
             apply_hyper(cell, hp)
     return report
 
 
-critical_init.options = ("seq_len", "q_x", "base")
+critical_init.options = ("seq_len", "q_x", "base")  # type: ignore[attr-defined]
 INITS: dict[str, Callable[..., InitReport]] = {
     **{name: _classical(name) for name in classical.CLASSICAL},
     "critical": critical_init,
@@ -226,7 +231,7 @@ def init_(module: nn.Module, scheme: str, **options) -> InitReport:
     fn = INITS[scheme]
     valid = getattr(fn, "options", None)
     unknown = [] if valid is None else sorted(set(options) - set(valid))
-    if unknown:
+    if unknown and valid is not None:
         raise ValueError(f"init {scheme!r} has no option {', '.join(unknown)}; valid options: "
                          f"{', '.join(valid) or 'none'}")
     if scheme == "critical" and "seq_len" not in options:

@@ -31,18 +31,31 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from .._checks import check_float
-from ..cells.base import cell_classes
+from ..cells.base import Cell, cell_classes
 from ..cells.rnn import init_uniform_
+
+
+def _hidden_size(cell: nn.Module) -> int:
+    hidden_size = cell.hidden_size
+    assert isinstance(hidden_size, int)  # every recurrent layer (ours and torch's) has one
+    return hidden_size
+
+
+def _tensor(cell: nn.Module, name: str) -> torch.Tensor:
+    """``cell.<name>``, a weight or bias the scheme has checked the layer to have."""
+    t = getattr(cell, name)
+    assert isinstance(t, torch.Tensor)
+    return t
 
 
 def _blocks(cell: nn.Module, name: str) -> list[torch.Tensor]:
     """The gate blocks (views) of ``weight_ih`` or ``weight_hh``."""
     w = getattr(cell, name, None)
-    if not isinstance(w, torch.Tensor) or w.dim() != 2 or w.shape[0] % cell.hidden_size:
+    if not isinstance(w, torch.Tensor) or w.dim() != 2 or w.shape[0] % _hidden_size(cell):
         raise ValueError(f"{type(cell).__name__} has no gated {name} (G*H, .) matrix; this "
-                         f"scheme applies to layers whose weights stack gate blocks of hidden_size rows "
-                         f"(RNN, LSTM, GRU, MGU, nBRC, ...)")
-    return list(w.data.split(cell.hidden_size, dim=0))
+                         f"scheme applies to layers whose weights stack gate blocks of "
+                         f"hidden_size rows (RNN, LSTM, GRU, MGU, nBRC, ...)")
+    return list(w.data.split(_hidden_size(cell), dim=0))
 
 
 def _zero_biases(cell: nn.Module) -> None:
@@ -60,14 +73,14 @@ def _require(cell: nn.Module, needs: str, scheme: str) -> None:
             f"init {scheme!r} applies to {names} layers, got {type(cell).__name__}")
 
 
-def _gate_bias(cell: nn.Module, gate: str) -> torch.Tensor:
+def _gate_bias(cell: Cell, gate: str) -> torch.Tensor:
     """``bias_ih``'s block of ``gate`` (``bias_hh``'s block zeroed, so the sum is this)."""
     if cell.bias_ih is None:
         raise ValueError(f"{type(cell).__name__} was built with bias=False; this scheme sets "
                          f"biases")
     rows = cell.gate_rows(gate)
-    cell.bias_hh.data[rows] = 0.0
-    return cell.bias_ih.data[rows]
+    _tensor(cell, "bias_hh").data[rows] = 0.0
+    return _tensor(cell, "bias_ih").data[rows]
 
 
 @torch.no_grad()
@@ -109,26 +122,27 @@ def identity(cell: nn.Module) -> None:
     """IRNN: identity recurrent matrix (ones for a diagonal one), ``N(0, 1e-6)`` input weights,
     biases 0."""
     _require(cell, "identity_init", "identity")
-    w = cell.weight_hh.data
-    w.copy_(torch.eye(cell.hidden_size) if w.dim() == 2 else torch.ones_like(w))
-    cell.weight_ih.data.normal_(0.0, 1e-3)
+    w = _tensor(cell, "weight_hh").data
+    w.copy_(torch.eye(_hidden_size(cell)) if w.dim() == 2 else torch.ones_like(w))
+    _tensor(cell, "weight_ih").data.normal_(0.0, 1e-3)
     _zero_biases(cell)
 
 
 @torch.no_grad()
-def forget_bias(cell: nn.Module, *, value: float = 1.0) -> None:
+def forget_bias(cell: Cell, *, value: float = 1.0) -> None:
     """LSTM forget-gate bias (the sum ``bias_ih + bias_hh``) set to ``value``."""
     _require(cell, "forget_gate", "forget_bias")
+    assert cell.forget_gate is not None  # _require: the cell declares it
     _gate_bias(cell, cell.forget_gate).fill_(value)
 
 
 @torch.no_grad()
-def chrono(cell: nn.Module, *, t_max: int) -> None:
+def chrono(cell: Cell, *, t_max: int) -> None:
     """Chrono biases for dependencies up to ``t_max`` steps (the cell's ``chrono_gates``:
     LSTM ``b_f = b``, ``b_i = -b``; GRU ``b_z = b``)."""
     _require(cell, "chrono_gates", "chrono")
-    t_max = check_t_max(t_max)
-    b = torch.log(torch.empty(cell.hidden_size).uniform_(1.0, float(t_max) - 1.0))
+    horizon = check_t_max(t_max)
+    b = torch.log(torch.empty(cell.hidden_size).uniform_(1.0, float(horizon) - 1.0))
     for gate, sign in cell.chrono_gates.items():
         _gate_bias(cell, gate).copy_(sign * b)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from ..cells.base import Cell
 from .meanfield import GATES, GateHyper, MeanFieldHyper
@@ -52,6 +52,19 @@ def _gate_biases(gates: list, n: int, generator) -> torch.Tensor:
     return z * rho + torch.tensor([[g.mu] for g in gates], dtype=torch.float64)
 
 
+def _weight(cell: Cell, name: str) -> Tensor:
+    w = getattr(cell, name)
+    assert isinstance(w, Tensor)  # LSTM / GRU cells hold PyTorch's layout
+    return w
+
+
+def _biases(cell: Cell) -> tuple[Tensor, Tensor] | None:
+    """``(bias_ih, bias_hh)``, or None for a layer built with ``bias=False``."""
+    if cell.bias_ih is None:
+        return None
+    return _weight(cell, "bias_ih"), _weight(cell, "bias_hh")
+
+
 def check_applies(cell: nn.Module, hp: MeanFieldHyper) -> None:
     """Raise ValueError unless :func:`apply_hyper` can write ``hp`` into ``cell``."""
     if cell_kind(cell) != hp.cell:
@@ -82,15 +95,17 @@ def apply_hyper(cell: nn.Module, hp: MeanFieldHyper, *, generator: torch.Generat
             layer without biases (checked before anything changes).
     """
     check_applies(cell, hp)
+    assert isinstance(cell, Cell)  # check_applies: a cell of hp's mean-field kind
     names, n = GATES[hp.cell], cell.hidden_size
     gates = [hp.gates[k] for k in names]
     w_hh = _gate_rows(len(names), n, n, [g.sigma for g in gates], generator)
     w_ih = _gate_rows(len(names), n, cell.input_size, [g.nu for g in gates], generator)
-    cell.weight_hh.copy_(w_hh)
-    cell.weight_ih.copy_(w_ih)
-    if cell.bias_ih is not None:
-        cell.bias_ih.copy_(_gate_biases(gates, n, generator).reshape(-1))
-        cell.bias_hh.zero_()
+    _weight(cell, "weight_hh").copy_(w_hh)
+    _weight(cell, "weight_ih").copy_(w_ih)
+    biases = _biases(cell)
+    if biases is not None:
+        biases[0].copy_(_gate_biases(gates, n, generator).reshape(-1))
+        biases[1].zero_()
 
 
 def cell_kind(cell: nn.Module) -> str | None:
@@ -108,15 +123,16 @@ def estimate_hyper(cell: nn.Module, *, q_x: float = 1.0) -> MeanFieldHyper:
     into the sum: exact when it is 0, as after :func:`critical_init`).
     """
     kind = cell_kind(cell)
+    assert kind is not None and isinstance(cell, Cell), "estimate_hyper needs an LSTM / GRU layer"
     n, n_in = cell.hidden_size, cell.input_size
-    bias = None if cell.bias_ih is None else cell.bias_ih + cell.bias_hh
+    biases = _biases(cell)
+    bias = None if biases is None else biases[0] + biases[1]
     gates = {}
     for name in GATES[kind]:
         rows = cell.gate_rows(name)
         b = torch.zeros(n) if bias is None else bias[rows].double()
-        gates[name] = GateHyper(sigma=float(cell.weight_hh[rows].double().pow(2).mean().sqrt())
-                                * math.sqrt(n),
-                                nu=float(cell.weight_ih[rows].double().pow(2).mean().sqrt())
-                                * math.sqrt(n_in),
+        w_hh, w_ih = _weight(cell, "weight_hh")[rows], _weight(cell, "weight_ih")[rows]
+        gates[name] = GateHyper(sigma=float(w_hh.double().pow(2).mean().sqrt()) * math.sqrt(n),
+                                nu=float(w_ih.double().pow(2).mean().sqrt()) * math.sqrt(n_in),
                                 rho=float(b.std(unbiased=False)), mu=float(b.mean()))
     return MeanFieldHyper(kind, gates, q_x=q_x)

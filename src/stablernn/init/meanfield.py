@@ -414,12 +414,16 @@ def predict(hp: MeanFieldHyper) -> Prediction:
         q_h, mo = _lstm_fixed_point(hp)
         m = _lstm_m(hp, q_h, mo)
         start, q_star, mu = np.array([mo["q_c"], q_h]), mo["q_c"], mo["mu_c"]
-        fn = lambda x: _lstm_pair_map(hp, x, q_h, mo)
+        pair_map = _lstm_pair_map
     else:
         q_h, mo = _gru_fixed_point(hp)
         m = _gru_m(hp, q_h, mo)
         start, q_star, mu = np.array([q_h]), q_h, mo["mu_h"]
-        fn = lambda x: _gru_pair_map(hp, x, q_h, mo)
+        pair_map = _gru_pair_map
+
+    def fn(x: np.ndarray) -> np.ndarray:
+        return pair_map(hp, x, q_h, mo)
+
     pair, chi = _pair_fixed_point(fn, start)
     xi = math.inf if chi >= 1.0 else -1.0 / math.log(chi)
     return Prediction(q_star=q_star, q_h=q_h, mu_state=mu, m=m, chi=chi, xi=xi,
@@ -498,7 +502,10 @@ def _cap_cell_variance(hp: MeanFieldHyper, q_c_max: float = 2.0) -> MeanFieldHyp
     """
     if hp.cell != "lstm" or _lstm_fixed_point(hp)[1]["q_c"] <= q_c_max:
         return hp
-    q_c = lambda nu: _lstm_fixed_point(hp.with_gate("g", nu=nu))[1]["q_c"]
+
+    def q_c(nu: float) -> float:
+        return _lstm_fixed_point(hp.with_gate("g", nu=nu))[1]["q_c"]
+
     grid = np.geomspace(1e-3, hp.gates["g"].nu, 12)
     nu = _first_crossing(q_c, grid, q_c_max, 20)
     return hp.with_gate("g", nu=grid[0] if nu is None else nu)
@@ -537,8 +544,10 @@ def solve_critical(cell: str, seq_len: int, *, q_x: float = 1.0, base: dict | No
     mu_max = check_float("mu_max", mu_max, low=0.0, low_open=True)
     hp = MeanFieldHyper(cell, dict(base or CRITICAL_BASE[cell]), q_x=q_x)
     gate = _KNOBS[cell][0]
-    solved = lambda mu: _fill_m(_cap_cell_variance(hp.with_gate(gate, mu=mu)),
-                                sigma_max)
+
+    def solved(mu: float) -> MeanFieldHyper:
+        return _fill_m(_cap_cell_variance(hp.with_gate(gate, mu=mu)), sigma_max)
+
     grid = np.linspace(0.0, mu_max, 17)
     target = seq_len * (1.0 + XI_MARGIN)
     mu = _first_crossing(lambda mu: predict(solved(mu)).xi, grid, target, 20)

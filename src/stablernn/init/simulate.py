@@ -53,6 +53,7 @@ def _state_map(cell, p_t: Tensor, state, o_prev: Tensor | None):
     """The map state_{t-1} -> state_t the Jacobian is taken of (a flat ``(B, N)`` tensor)."""
     if cell_kind(cell) == "gru":
         return lambda h: cell.recur(p_t, cell.State(h)).h
+    assert o_prev is not None  # _run's output gate of the LSTM
     return lambda c: cell.recur(p_t, cell.State(o_prev * torch.tanh(c), c)).c
 
 
@@ -99,7 +100,7 @@ def measure_m(cell, *, q_x: float = 1.0, batch: int = 8, burn: int = 200, probes
         fn = _state_map(cell, p, state, o_prev)
         v = torch.randn(batch, cell.hidden_size, generator=gen, dtype=p.dtype).to(p.device)
         with torch.no_grad():
-            _, jv = torch.func.jvp(fn, (_key(cell, state),), (v,))
+            jv = torch.func.jvp(fn, (_key(cell, state),), (v,))[1]  # (output, J v)
         total += float((jv ** 2).sum(-1).mean()) / cell.hidden_size
         state, o_prev = _run(cell, state, 1, q_x, gen)  # fresh input, fresh state
     return total / probes
@@ -114,7 +115,7 @@ def correlation_curve(cell, steps: int, *, q_x: float = 1.0, c_x: float = 0.0, p
     state, _ = _run(cell, cell.initial_state(pairs), burn, q_x, gen)
     state = type(state)(*(torch.cat([s, s]) for s in state))  # (2P, N): copies a then b
     curve = []
-    for t in range(steps + 1):
+    for _ in range(steps + 1):
         s = _key(cell, state)
         a, b = s[:pairs], s[pairs:]
         curve.append(float((a * b).mean() / (0.5 * (a * a + b * b).mean())))

@@ -10,8 +10,8 @@ the parameter's type) with their ranges in ``LIMITS`` and cross-parameter rules 
 (``stablernn sweep --dry-run``, ``stablernn train`` before a run directory exists), and so does
 the constructor. Subclasses fill three hooks: ``_setup`` (data-dependent checks, sizes),
 ``_build(split)`` (make or load one split as a compact *store* and targets) and
-``_decode(store)`` (store -> float inputs ``(N, T, D)``). Stores stay compact (token ids, uint8 pixels or spike counts) so a split
-of PTB or SHD is only expanded one batch at a time.
+``_decode(store)`` (store -> float inputs ``(N, T, D)``). Stores stay compact (token ids,
+uint8 pixels or spike counts) so a split of PTB or SHD is only expanded one batch at a time.
 """
 from __future__ import annotations
 
@@ -392,8 +392,9 @@ class Task:
         return pred, y
 
     @staticmethod
-    def _unwrap(pred: Tensor | tuple) -> Tensor:
-        """The predictions of a model output: a ``DeepRNN`` returns ``(outputs, states)``."""
+    def _unwrap(pred: Tensor | tuple) -> Any:
+        """The predictions of a model output: a ``DeepRNN`` returns ``(outputs, states)``
+        (any other value comes back as it is, for :meth:`_check_pred` to reject)."""
         if isinstance(pred, (tuple, list)) and pred and isinstance(pred[0], Tensor):
             return pred[0]
         return pred

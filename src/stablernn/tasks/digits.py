@@ -47,6 +47,8 @@ class DigitsBase(Task):
 
     COUNTS: ClassVar[dict[str, Any]] = {"n_train": 1297, "n_valid": 200, "n_test": 300}
     SMOKE: ClassVar[dict[str, Any]] = {"n_train": 64, "n_valid": 32, "n_test": 32}
+    n_train: int  # PARAMS, set by Task.__init__
+    n_valid: int
     LIMITS: ClassVar[dict[str, Any]] = dict(COUNT_LIMITS)
 
     @classmethod
@@ -79,6 +81,8 @@ class DigitsTask(DigitsBase):
         torch.Size([64, 80, 1])
     """
 
+    pad: int  # PARAMS, set by Task.__init__
+    permuted: bool
     PARAMS: ClassVar[dict[str, Any]] = {"pad": 0, "permuted": False, **DigitsBase.COUNTS}
     LIMITS: ClassVar[dict[str, Any]] = {"pad": {"low": 0}, **COUNT_LIMITS}
 
@@ -126,6 +130,9 @@ class SpikeLatencyDigitsTask(DigitsBase):
         True
     """
 
+    T: int  # PARAMS, set by Task.__init__
+    tau: float
+    threshold: float
     PARAMS: ClassVar[dict[str, Any]] = {"T": 100, "tau": 20.0, "threshold": 0.2,
                                         **DigitsBase.COUNTS}
     LIMITS: ClassVar[dict[str, Any]] = {"T": {"low": 1}, "tau": {"low": 0, "low_open": True},

@@ -58,6 +58,7 @@ class LanguageModelTask(Task):
     """Shared windows, one-hot decoding and sizes of the LM tasks (not registered)."""
 
     EAGER = True
+    T: int  # the subclasses' parameter, set by Task.__init__
     readout_mode, higher_is_better = "all", False
 
     def _set_streams(self, streams: dict[str, Tensor], vocab: list[str]) -> None:
@@ -85,10 +86,14 @@ class CharLMTask(LanguageModelTask):
 
     Example:
         >>> task = CharLMTask(path="input.txt", T=50)  # doctest: +SKIP
-        >>> x, y = task.split("valid")                 # (N, 50, V) one-hot, (N, 50) ids  # doctest: +SKIP
+        >>> x, y = task.split("valid")  # (N, 50, V) one-hot, (N, 50) ids  # doctest: +SKIP
     """
 
-    PARAMS: ClassVar[dict[str, Any]] = {"path": "data/input.txt", "T": 100, "valid_frac": 0.05, "test_frac": 0.05}
+    path: str  # PARAMS, set by Task.__init__
+    valid_frac: float
+    test_frac: float
+    PARAMS: ClassVar[dict[str, Any]] = {"path": "data/input.txt", "T": 100, "valid_frac": 0.05,
+                                        "test_frac": 0.05}
     SMOKE: ClassVar[dict[str, Any]] = {"T": 32}
     LIMITS: ClassVar[dict[str, Any]] = {
         "T": {"low": 1},
@@ -122,6 +127,7 @@ class PTBTask(LanguageModelTask):
         >>> task.input_size                        # 10000 for the standard files  # doctest: +SKIP
     """
 
+    root: str  # PARAMS, set by Task.__init__
     PARAMS: ClassVar[dict[str, Any]] = {"root": "data/ptb", "T": 35}
     SMOKE: ClassVar[dict[str, Any]] = {"T": 20}
     LIMITS: ClassVar[dict[str, Any]] = {"T": {"low": 1}}

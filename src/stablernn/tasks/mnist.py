@@ -117,6 +117,9 @@ class MNISTTask(Task):
         torch.Size([10000, 784, 1])
     """
 
+    root: str  # PARAMS, set by Task.__init__
+    permuted: bool
+    n_valid: int
     PARAMS: ClassVar[dict[str, Any]] = {"root": "data/mnist", "permuted": False, "n_valid": 5000}
     LIMITS: ClassVar[dict[str, Any]] = {"n_valid": {"low": 1}}
     EAGER = True

@@ -68,7 +68,7 @@ def check_shd(path: str, times: list[np.ndarray], units: list[np.ndarray],
     if not len(times) == len(units) == len(labels) or len(labels) == 0:
         raise ValueError(f"{path!r}: {len(times)} time arrays, {len(units)} unit arrays and "
                          f"{len(labels)} labels; expected equal, non-zero counts")
-    for i, (t, u) in enumerate(zip(times, units)):
+    for i, (t, u) in enumerate(zip(times, units, strict=True)):
         if len(t) != len(u):
             raise ValueError(f"{path!r}: sample {i} has {len(t)} spike times but {len(u)} units")
         if len(u) and (u.min() < 0 or u.max() >= SHD_UNITS):
@@ -86,7 +86,7 @@ def bin_spikes(times: list[np.ndarray], units: list[np.ndarray], T: int,
     Step ``floor(t / max_time * T)``; spikes at ``t >= max_time`` are dropped.
     """
     out = np.zeros((len(times), T, SHD_UNITS), dtype=np.uint8)
-    for i, (t, u) in enumerate(zip(times, units)):
+    for i, (t, u) in enumerate(zip(times, units, strict=True)):
         steps = np.floor(t / max_time * T).astype(np.int64)
         keep = steps < T
         counts = np.bincount(steps[keep] * SHD_UNITS + u[keep], minlength=T * SHD_UNITS)
@@ -107,7 +107,12 @@ class SHDTask(Task):
         torch.Size([2264, 100, 700])
     """
 
-    PARAMS: ClassVar[dict[str, Any]] = {"root": "data/shd", "T": 100, "max_time": 1.4, "valid_frac": 0.1}
+    root: str  # PARAMS, set by Task.__init__
+    T: int
+    max_time: float
+    valid_frac: float
+    PARAMS: ClassVar[dict[str, Any]] = {"root": "data/shd", "T": 100, "max_time": 1.4,
+                                        "valid_frac": 0.1}
     LIMITS: ClassVar[dict[str, Any]] = {
         "T": {"low": 1}, "max_time": {"low": 0, "low_open": True},
         "valid_frac": {"low": 0, "low_open": True, "high": 1, "high_open": True}}

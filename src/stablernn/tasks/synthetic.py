@@ -42,6 +42,7 @@ class CopyTask(Task):
         True
     """
 
+    T: int  # PARAMS, set by Task.__init__
     PARAMS: ClassVar[dict[str, Any]] = {"T": 100, **COUNTS}
     SMOKE: ClassVar[dict[str, Any]] = {"T": 10, **SMOKE_COUNTS}
     LIMITS: ClassVar[dict[str, Any]] = {"T": {"low": 1}, **COUNT_LIMITS}
@@ -93,6 +94,7 @@ class AddingTask(Task):
         True
     """
 
+    T: int  # PARAMS, set by Task.__init__
     PARAMS: ClassVar[dict[str, Any]] = {"T": 200, **COUNTS}
     SMOKE: ClassVar[dict[str, Any]] = {"T": 20, **SMOKE_COUNTS}
     LIMITS: ClassVar[dict[str, Any]] = {"T": {"low": 2}, **COUNT_LIMITS}
@@ -135,6 +137,7 @@ class CopyFirstTask(Task):
         True
     """
 
+    T: int  # PARAMS, set by Task.__init__
     PARAMS: ClassVar[dict[str, Any]] = {"T": 100, **COUNTS}
     SMOKE: ClassVar[dict[str, Any]] = {"T": 20, **SMOKE_COUNTS}
     LIMITS: ClassVar[dict[str, Any]] = {"T": {"low": 1}, **COUNT_LIMITS}
@@ -173,6 +176,9 @@ class DenoisingTask(Task):
         True
     """
 
+    T: int  # PARAMS, set by Task.__init__
+    n_marks: int
+    gap: int
     PARAMS: ClassVar[dict[str, Any]] = {"T": 200, "n_marks": 5, "gap": 10, **COUNTS}
     SMOKE: ClassVar[dict[str, Any]] = {"T": 20, "gap": 5, **SMOKE_COUNTS}
     LIMITS: ClassVar[dict[str, Any]] = {"T": {"low": 1}, "n_marks": {"low": 1},
