@@ -224,8 +224,8 @@ def diagnose_file(path: str | os.PathLike, out_dir: str | os.PathLike, *, batch:
         FileNotFoundError, ValueError, TypeError: see :func:`load_model` and :func:`diagnose`.
     """
     warnings.warn("diagnose_file is deprecated; use diagnose(model, random_inputs(model, batch, "
-                  "seq_len, seed), out_dir) with model = load_model(path), or the command "
-                  "`stablernn diagnose --model PATH`", DeprecationWarning, stacklevel=2)
+                  "seq_len, seed), out_dir) with model = as_deep_rnn(load_model(path)), or the "
+                  "command `stablernn diagnose --model PATH`", DeprecationWarning, stacklevel=2)
     model = as_deep_rnn(load_model(path, trust_pickle=trust_pickle))
     x = random_inputs(model, batch, seq_len, seed)
     return diagnose(model, x, out_dir, seed=seed, **options)
