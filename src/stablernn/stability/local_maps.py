@@ -43,7 +43,6 @@ __all__ = [
     "Kind",
     "LocalMap",
     "check_finite_state",
-    "check_sequence",
     "check_step",
     "local_maps",
     "maps_at",
@@ -345,12 +344,6 @@ def _local_maps(model: DeepRNN, x_t: Tensor, states: Sequence[State], kinds: Seq
         m = _readout_map(model, h_in[-1], new[-1], max_readout)
         maps += [m] if m is not None else []
     return maps
-
-
-def check_sequence(model: DeepRNN, x: Tensor, *, name: str = "x") -> None:
-    """Validate a batch-first input sequence ``(B, T, D)`` for ``model``: finite floats of its
-    width, dtype and device, ``B >= 1``, ``T >= 1``."""
-    _check_x(as_deep_rnn(model), x, name, time_major=False)
 
 
 def check_step(t: int, length: int, name: str = "step") -> int:
