@@ -14,7 +14,8 @@ import torch
 from torch.func import jacfwd
 
 from stablernn import DeepRNN
-from stablernn.stability.jacobians import _ensure_jvp, maps_at, radius
+from stablernn.stability import maps_at, radius
+from stablernn.stability.local_maps import _ensure_jvp
 
 
 def ms(fn: Callable[[], object], repeats: int) -> float:

@@ -28,10 +28,9 @@ from stablernn.stability import (
     radius,
     trajectory,
     vaa,
-    vaa_star_layers,
 )
 from stablernn.stability.lsc import check_lsc_args, lsc_pretrain
-from stablernn.stability.warmup import check_warmup_args, warmup
+from stablernn.stability.warmup import check_warmup_args, vaa_star_layers, warmup
 
 # the modules themselves (stablernn.stability.warmup is also the name of the function)
 lsc_mod = importlib.import_module("stablernn.stability.lsc")
@@ -59,8 +58,8 @@ def _unchanged(model, before):
 CRASH_SCRIPT = textwrap.dedent("""
     import torch
     import stablernn
-    from stablernn.stability import (LocalMap, dominant_eig, gradient_flow, lyapunov_exponents,
-                                     maps_at, radius, radii, vaa)
+    from stablernn.stability import (LocalMap, gradient_flow, lyapunov_exponents, maps_at,
+                                     radius, radii, vaa)
     from stablernn.stability.lsc import lsc_pretrain
     from stablernn.stability.warmup import warmup
     torch.set_num_threads(1)
@@ -97,7 +96,7 @@ CRASH_SCRIPT = textwrap.dedent("""
         "maps_at": lambda: maps_at(nan_gru(), x, 3),
         "exact_guard": lambda: radius(bad_map, "exact"),
         "krylov_guard": lambda: radius(bad_map, "krylov", k=2),
-        "dominant_eig_guard": lambda: dominant_eig(bad_map),
+        "exact_vectors_guard": lambda: radius(bad_map, "exact", differentiable=True),
         "overflow_radii": lambda: radii(overflow_rnn(), x),
         "overflow_lyapunov": lambda: lyapunov_exponents(overflow_rnn(), x, k=3),
         "overflow_flow": lambda: gradient_flow(overflow_rnn(), x),
@@ -124,7 +123,7 @@ def test_nan_weights_and_non_finite_matrices_raise_instead_of_crashing():
         assert lines[name].startswith("NonFiniteWeightsError | GRU.weight_hh_l0 has 1 NaN/Inf"), \
             (name, lines[name])
     assert lines["lsc_mlp"].startswith("NonFiniteWeightsError | Sequential.2.weight has 1")
-    for name in ("exact_guard", "krylov_guard", "dominant_eig_guard"):
+    for name in ("exact_guard", "krylov_guard", "exact_vectors_guard"):
         assert lines[name].startswith("NonFiniteError | the ") and "time map of layer 0" in \
             lines[name] and "eigensolver" in lines[name], (name, lines[name])
     for name in ("overflow_radii", "overflow_lyapunov", "overflow_flow"):

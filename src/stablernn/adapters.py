@@ -48,3 +48,33 @@ def from_torch(module: nn.Module, *, readout: nn.Module | None = None) -> DeepRN
     assert cls is not None  # RNN, LSTM and GRU all have one
     cells = [cls.from_torch_layer(module, i) for i in range(module.num_layers)]
     return DeepRNN(cells, dropout=module.dropout, readout=readout)
+
+
+def as_deep_rnn(model: nn.Module) -> DeepRNN:
+    """The DeepRNN to analyse: ``model`` itself, or ``from_torch(model)`` for torch RNNs.
+
+    The one place where a user's module becomes a stack of step cells. A conversion only: it
+    neither checks the weights nor knows the inputs; the analyses call
+    :func:`stablernn.stability.local_maps.prepare`, which does both and follows
+    ``batch_first``.
+
+    Raises:
+        TypeError: ``model`` has no recurrent layers the library can step.
+
+    Example:
+        >>> as_deep_rnn(nn.GRU(3, 8, num_layers=2)).num_layers
+        2
+    """
+    if isinstance(model, DeepRNN):
+        return model
+    if isinstance(model, (nn.RNN, nn.LSTM, nn.GRU)):
+        return from_torch(model)
+    raise TypeError(f"expected a stablernn.DeepRNN or a torch.nn.RNN/LSTM/GRU, got "
+                    f"{type(model).__name__}, which has no recurrent layers to analyse; wrap "
+                    f"your cells with stablernn.DeepRNN(cells)")
+
+
+def is_time_major(model: nn.Module) -> bool:
+    """Whether ``model`` takes ``(T, B, D)`` inputs: a torch RNN built with
+    ``batch_first=False`` (stablernn's own stacks are batch-first)."""
+    return isinstance(model, nn.RNNBase) and not model.batch_first

@@ -1,79 +1,74 @@
-"""Stability diagnostics: local Jacobians, radii, gradient flow, Lyapunov exponents, VAA.
+"""Stability diagnostics and the methods that fix them: radii, gradient flow, Lyapunov
+exponents, VAA, LSC pre-training and warm-up.
 
-docs/algorithms.md section 1, after Herranz-Celotti & Rouat (arXiv 2308.12075, section 2) and,
-for VAA, Lambrechts et al. (arXiv 2106.01001). :mod:`.jacobians` is the shared core: every
-method sees a model only through :class:`LocalMap` objects.
+docs/algorithms.md section 1; the method follows Herranz-Celotti & Rouat (arXiv 2308.12075, section 2) and,
+for VAA, Lambrechts et al. (arXiv 2106.01001). Every method sees a model only through
+:class:`LocalMap` objects (:mod:`.local_maps`), measured by the strategies of
+:mod:`.estimators` with the solvers of :mod:`.eigen` (docs/diagnostics.md, "How the code is
+organised"). This namespace holds what a user calls; helpers stay in their modules.
 """
-from .diagnose import diagnose, diagnose_file, load_model
+from __future__ import annotations
+
+import importlib
+import warnings
+from typing import Any
+
+from .diagnose import diagnose, load_model
+from .eigen import NonFiniteError
+from .estimators import Estimator, radius, radius_all
 from .flow import GradientFlow, gradient_flow
-from .jacobians import (
-    Estimator,
-    Kind,
-    LocalMap,
-    NonFiniteError,
-    as_deep_rnn,
-    dominant_eig,
-    exact_radius,
-    krylov_radius,
-    local_maps,
-    maps_at,
-    mean_squared_singular_value,
-    prepare,
-    radius,
-    radius_all,
-    spectral_norm,
-    trajectory,
-)
-from .lyapunov import LyapunovSpectrum, lyapunov_exponents, stacked_step
+from .local_maps import Kind, LocalMap, local_maps, maps_at, trajectory
+from .lsc import LSCReport, lsc_pretrain
+from .lyapunov import LyapunovSpectrum, lyapunov_exponents
 from .radii import RadiiReport, radii
 from .vaa import VAAReport, count_clusters, vaa
-from .warmup import (
-    WarmupReport,
-    check_warmup_args,
-    curriculum_length,
-    soft_counts,
-    vaa_star,
-    vaa_star_layers,
-    warmup,
-    warmup_loss,
-)
+from .warmup import WarmupReport, warmup
 
 __all__ = [
     "Estimator",
     "GradientFlow",
     "Kind",
+    "LSCReport",
     "LocalMap",
     "LyapunovSpectrum",
     "NonFiniteError",
     "RadiiReport",
     "VAAReport",
     "WarmupReport",
-    "as_deep_rnn",
-    "check_warmup_args",
     "count_clusters",
-    "curriculum_length",
     "diagnose",
-    "diagnose_file",
-    "dominant_eig",
-    "exact_radius",
     "gradient_flow",
-    "krylov_radius",
     "load_model",
     "local_maps",
+    "lsc_pretrain",
     "lyapunov_exponents",
     "maps_at",
-    "mean_squared_singular_value",
-    "prepare",
     "radii",
     "radius",
     "radius_all",
-    "soft_counts",
-    "spectral_norm",
-    "stacked_step",
     "trajectory",
     "vaa",
-    "vaa_star",
-    "vaa_star_layers",
     "warmup",
-    "warmup_loss",
 ]
+
+# helpers this namespace used to export, and the module that holds them now
+_MOVED = {
+    "as_deep_rnn": "stablernn.adapters",
+    "prepare": "stablernn.stability.local_maps",
+    "spectral_norm": "stablernn.stability.estimators",
+    "mean_squared_singular_value": "stablernn.stability.estimators",
+    "stacked_step": "stablernn.stability.lyapunov",
+    "diagnose_file": "stablernn.stability.diagnose",
+    **dict.fromkeys(("check_warmup_args", "curriculum_length", "soft_counts", "vaa_star",
+                     "vaa_star_layers", "warmup_loss"), "stablernn.stability.warmup"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    """The helpers in ``_MOVED``, with a DeprecationWarning naming their module."""
+    if name not in _MOVED:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    home = _MOVED[name]
+    warnings.warn(f"stablernn.stability.{name} is deprecated here; import it from {home}",
+                  DeprecationWarning, stacklevel=2)
+    return getattr(importlib.import_module(home), name)

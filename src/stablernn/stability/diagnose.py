@@ -19,14 +19,16 @@ from torch import Tensor, nn
 
 from .._checks import check_int, check_seed
 from .._io import atomic_write_text, check_folder
+from ..adapters import as_deep_rnn
 from ..plotting import new_figure
+from .eigen import eigvals
 from .flow import gradient_flow
-from .jacobians import _eigvals, as_deep_rnn, maps_at, prepare
+from .local_maps import maps_at, prepare
 from .lyapunov import lyapunov_exponents
 from .radii import radii
 from .vaa import vaa
 
-__all__ = ["diagnose", "diagnose_file", "load_model"]
+__all__ = ["diagnose", "load_model", "random_inputs"]
 
 JSON_NAME = "diagnostics.json"
 
@@ -41,7 +43,7 @@ def _time_eigenvalues(model, x: Tensor, max_width: int = 256) -> dict[int, list[
     for m in maps_at(model, x[:1], x.shape[1] - 1, kinds=["time"]):
         if m.n_in <= max_width:
             with torch.no_grad():
-                ev = _eigvals(m.jacobian()[0], f"time Jacobian of layer {m.layer}")
+                ev = eigvals(m.jacobian()[0], f"time Jacobian of layer {m.layer}")
             out[m.layer] = [[float(e.real), float(e.imag)] for e in ev]
     return out
 
@@ -96,7 +98,7 @@ def diagnose(model: nn.Module, x: Tensor, out_dir: str | os.PathLike, *,
         out_dir: created if needed; receives ``gradient_flow.png``, ``radii.png``,
             ``spectrum.png`` and ``diagnostics.json``.
         loss: for the gradient flow (default: last step's outputs, batch mean).
-        estimator: radius estimator (see :func:`stablernn.stability.jacobians.radius`).
+        estimator: radius estimator (see :func:`stablernn.stability.radius`).
         max_steps: radii are measured at this many evenly spaced steps.
         lyapunov_k: number of Lyapunov exponents (capped at the state width).
         vaa_steps: constant-input steps of the VAA measure (the paper's measure uses 10000).
@@ -214,11 +216,16 @@ def random_inputs(model: nn.Module, batch: int = 16, seq_len: int = 32, seed: in
 def diagnose_file(path: str | os.PathLike, out_dir: str | os.PathLike, *, batch: int = 16,
                   seq_len: int = 32, seed: int = 0, trust_pickle: bool = False,
                   **options) -> dict[str, Any]:
-    """:func:`diagnose` a saved model on seeded standard-normal inputs ``(batch, seq_len, D)``.
+    """Deprecated: what ``stablernn diagnose --model PATH`` runs, spelled out; use
+    ``diagnose(model, random_inputs(model, batch, seq_len, seed), out_dir)`` with
+    ``model = as_deep_rnn(load_model(path))``.
 
     Raises:
         FileNotFoundError, ValueError, TypeError: see :func:`load_model` and :func:`diagnose`.
     """
+    warnings.warn("diagnose_file is deprecated; use diagnose(model, random_inputs(model, batch, "
+                  "seq_len, seed), out_dir) with model = as_deep_rnn(load_model(path)), or the "
+                  "command `stablernn diagnose --model PATH`", DeprecationWarning, stacklevel=2)
     model = as_deep_rnn(load_model(path, trust_pickle=trust_pickle))
     x = random_inputs(model, batch, seq_len, seed)
     return diagnose(model, x, out_dir, seed=seed, **options)

@@ -18,7 +18,8 @@ from torch import Tensor, nn
 
 from ..cells.base import flatten_state, unflatten_state
 from ..plotting import new_axes
-from .jacobians import NonFiniteError, check_finite_state, prepare
+from .eigen import NonFiniteError
+from .local_maps import check_finite_state, prepare
 
 __all__ = ["GradientFlow", "default_loss", "gradient_flow"]
 

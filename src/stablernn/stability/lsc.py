@@ -71,21 +71,12 @@ from tqdm.auto import tqdm
 from .._checks import (all_finite, check_bool, check_choice, check_finite_weights, check_float,
                        check_int, check_options, check_positive, check_seed)
 from .._transaction import transaction
+from ..adapters import as_deep_rnn
 from ..cells.base import check_input
 from ..plotting import new_axes
-from .jacobians import (
-    MAX_READOUT,
-    Estimator,
-    Kind,
-    LocalMap,
-    NonFiniteError,
-    _local_maps,
-    _trajectory,
-    as_deep_rnn,
-    parse_enum,
-    prepare,
-    radius_all,
-)
+from .eigen import NonFiniteError
+from .estimators import Estimator, radius_all
+from .local_maps import MAX_READOUT, Kind, LocalMap, _local_maps, _trajectory, parse_enum, prepare
 from .lsc_step import make_step
 from .radii import radii_at
 

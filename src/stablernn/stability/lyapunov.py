@@ -20,7 +20,8 @@ from .._checks import check_int, check_seed
 from ..cells.base import flatten_state, unflatten_state
 from ..plotting import new_axes
 from ..stack import DeepRNN
-from .jacobians import NonFiniteError, _ensure_jvp, _generator, check_k, prepare
+from .eigen import NonFiniteError, check_k, generator
+from .local_maps import _ensure_jvp, prepare
 
 __all__ = ["LyapunovSpectrum", "lyapunov_exponents", "stacked_step"]
 
@@ -119,7 +120,7 @@ def lyapunov_exponents(model: nn.Module, x: Tensor, k: int | None = None, *,
     _ensure_jvp()
     init = model.initial_state(B, device=x.device, dtype=x.dtype)
     s = torch.cat([flatten_state(st) for st in init], -1)
-    q = torch.linalg.qr(torch.randn(B, n, k, generator=_generator(seed)).to(x))[0]
+    q = torch.linalg.qr(torch.randn(B, n, k, generator=generator(seed)).to(x))[0]
     total = x.new_zeros(B, k)
     with torch.no_grad():
         for t in range(T):

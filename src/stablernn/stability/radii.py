@@ -15,18 +15,16 @@ from torch import Tensor, nn
 from .._checks import check_int
 from ..plotting import new_axes
 from ..stack import DeepRNN
-from .jacobians import (
+from .estimators import Estimator, check_estimator_options, radius_all
+from .local_maps import (
     MAX_READOUT,
-    Estimator,
     Kind,
-    _check_estimator_options,
     _local_maps,
     _parse_kinds,
     _trajectory,
     check_step,
     parse_enum,
     prepare,
-    radius_all,
 )
 
 __all__ = ["RadiiReport", "radii"]
@@ -96,7 +94,7 @@ def radii_at(model: DeepRNN, x: Tensor, states: list, t: int, estimator: str,
              warm: dict | None = None) -> list[tuple[str, int, float]]:
     """``(kind, layer, batch-mean radius)`` of every map at step ``t`` from ``states``, the
     states before it; unchecked (the callers check the model and options once). ``warm``:
-    Arnoldi warm starts kept between calls (Note [warm starts] in jacobians.py)."""
+    Arnoldi warm starts kept between calls (Note [warm starts] in estimators.py)."""
     maps = _local_maps(model, x[:, t], states, kinds, max_readout)
     return [(m.kind, m.layer, float(r.mean()))
             for m, r in zip(maps, radius_all(maps, estimator, seed=seed, k=k,  # k capped per map
@@ -137,7 +135,7 @@ def radii(model: nn.Module, x: Tensor, *, estimator: str = "auto",
     est = parse_enum(Estimator, estimator, "estimator").value
     chosen = _steps(steps, x.shape[1])
     want = _parse_kinds(kinds)
-    _check_estimator_options(k=k, seed=seed)
+    check_estimator_options(k=k, seed=seed)
     check_int("max_readout", max_readout, low=0)
     traj = _trajectory(net, x[:, :chosen[-1]])  # states before every chosen step
     report = RadiiReport(est, chosen)

@@ -17,7 +17,8 @@ from torch import Tensor, nn
 from .._checks import check_int, check_positive, check_seed
 from ..cells.base import flatten_state
 from ..plotting import new_axes
-from .jacobians import _generator, prepare
+from .eigen import generator
+from .local_maps import prepare
 
 __all__ = ["VAAReport", "count_clusters", "vaa"]
 
@@ -129,7 +130,7 @@ def vaa(model: nn.Module, x: Tensor, *, steps: int = 10000, eps: float = 1e-4,
     model, x = prepare(model, x)
     steps = check_int("steps", steps)
     eps = check_positive("eps", eps)
-    gen = _generator(check_seed(seed))
+    gen = generator(check_seed(seed))
     with torch.no_grad():
         states = _reachable(model, x, gen)
         u = torch.randn(x.shape[-1], generator=gen).to(x).expand(x.shape[0], -1)  # shared

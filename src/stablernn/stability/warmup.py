@@ -47,10 +47,12 @@ from tqdm.auto import tqdm
 from .._checks import (all_finite, check_bool, check_finite_weights, check_float, check_int,
                        check_options, check_positive, check_seed)
 from .._transaction import transaction
+from ..adapters import as_deep_rnn
 from ..cells.base import Cell, flatten_state
 from ..plotting import new_axes
 from ..stack import DeepRNN
-from .jacobians import NonFiniteError, as_deep_rnn, prepare
+from .eigen import NonFiniteError
+from .local_maps import prepare
 from .lsc import OutOfTime, TimeBudget
 from .vaa import VAAReport, reachable_states, vaa
 
