@@ -3,7 +3,7 @@
 A section is the text between two markers; the opening one names where its runs come from,
 and report options::
 
-    <!-- results: benchmarks/reproduce/lsc_depth.toml --compare pretrain.method=lsc,pretrain.rho=1 pretrain.method=none -->
+    <!-- results: benchmarks/reproduce/lsc_depth.toml --compare pretrain.method=lsc a=b -->
     (generated: the commands, the table of mean +- std, the paired win rates)
     <!-- /results -->
 
