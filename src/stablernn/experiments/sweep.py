@@ -90,8 +90,8 @@ def run_sweep(sweep: Sweep, *, backend: str = "local", workers: int | None = Non
     results: list[TrialResult | None] = [previous_result(path, max_attempts) for path in paths]
     todo = [i for i, r in enumerate(results) if r is None]
     configs = [sweep.configs[i].to_dict() for i in todo]
-    for k, summary in _with_bar(backends.run_configs(backend, configs, workers, address, sweep), len(todo),
-                                sweep.name, progress):
+    finished = backends.run_configs(backend, configs, workers, address, sweep)
+    for k, summary in _with_bar(finished, len(todo), sweep.name, progress):
         results[todo[k]] = trial_outcome(paths[todo[k]], summary, max_attempts, ran=True)
     return SweepResult(sweep.name, sweep.root, results)
 
