@@ -88,7 +88,8 @@ def write_csv(rows: Sequence[dict], path: str | Path) -> Path:
     return Path(path)
 
 
-def report_text(root, runs, rows, wins, images, notes, split) -> str:
+def report_text(root: str | Path, runs: list[dict], rows: list[dict], wins: list[dict],
+                images: list[tuple[str, str]], notes: list[str], split: str) -> str:
     """The text of ``report.md``: counts, the table, win rates, problem runs, images, notes."""
     status = Counter(run_status(r) for r in runs)
     lost = status["crashed"] + status["unfinished"]
