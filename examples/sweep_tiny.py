@@ -12,8 +12,14 @@ The same sweep from a file: ``stablernn sweep tiny.toml --workers 2`` then
 
 from _out import out_dir
 
-from stablernn.report import load_runs, paired_win_rates, win_rate_sentence, write_report
-from stablernn.sweep import parse_sweep, run_sweep
+from stablernn.experiments.report import (
+    load_runs,
+    paired_win_rates,
+    win_rate_sentence,
+    write_report,
+)
+from stablernn.experiments.spec import parse_sweep
+from stablernn.experiments.sweep import run_sweep
 
 SWEEP = {
     "name": "tiny",

@@ -11,8 +11,8 @@ import warnings
 import pytest
 from test_report import make_run
 
-from stablernn import sweep as sweep_module
 from stablernn.cli import main
+from stablernn.experiments import backends
 from stablernn.report import (
     DamagedRunWarning,
     curves_figure,
@@ -353,7 +353,7 @@ def _inline_backend(monkeypatch):
     """Run trials in this process (the retry bookkeeping, not the process pool, is tested)."""
     def backend(name, configs, *args):
         return ((k, run_trial(c)) for k, c in enumerate(configs))
-    monkeypatch.setattr(sweep_module, "_backend", backend)
+    monkeypatch.setattr(backends, "run_configs", backend)
 
 
 def test_a_trial_that_always_crashes_is_retried_a_bounded_number_of_times(tmp_path, capsys,

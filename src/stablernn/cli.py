@@ -84,7 +84,7 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from .sweep import sweep_command
+    from .experiments.sweep import sweep_command
 
     return sweep_command(args.file, backend=args.backend, workers=args.workers,
                          address=args.address, dry_run=args.dry_run,
@@ -92,7 +92,16 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .report import write_report
+    if (args.runs_dir is None) == (args.results is None):
+        raise ValueError("give a RUNS_DIR to report, or --results [PAGE] to regenerate a "
+                         "results page (not both)")
+    if args.results is not None:
+        from .experiments.report.results import write_results
+
+        sections = write_results(args.results)
+        print(f"results: {len(sections)} section(s) of {args.results} regenerated")
+        return 0
+    from .experiments.report import write_report
 
     path = write_report(args.runs_dir, args.out, split=args.split, flow=not args.no_flow,
                         compare=[tuple(c) for c in args.compare or ()])
@@ -102,7 +111,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
-    from .sweep import MAX_ATTEMPTS
+    from .experiments.trial import MAX_ATTEMPTS
 
     parser = argparse.ArgumentParser(prog="stablernn", description=__doc__)
     parser.add_argument("--version", action="version", version=f"stablernn {__version__}")
@@ -150,7 +159,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_sweep)
 
     p = sub.add_parser("report", help="tables, paired win rates and plots of run directories")
-    p.add_argument("runs_dir", metavar="RUNS_DIR", help="a directory of run directories")
+    p.add_argument("runs_dir", metavar="RUNS_DIR", nargs="?",
+                   help="a directory of run directories")
+    p.add_argument("--results", nargs="?", const="docs/RESULTS.md", metavar="PAGE",
+                   help="instead: regenerate the marked sections of PAGE (default "
+                        "docs/RESULTS.md) from their run directories")
     p.add_argument("--out", help="output folder (default: RUNS_DIR/report)")
     p.add_argument("--split", choices=["test", "valid"], default="test")
     p.add_argument("--no-flow", action="store_true", help="skip the gradient-flow heat-maps")

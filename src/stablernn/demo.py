@@ -13,10 +13,11 @@ from typing import Any
 
 from ._checks import check_int
 from ._io import atomic_write_text, check_folder
-from .report import load_run, markdown_table, plot_curves, plot_flow, summary_table
-from .sweep import Sweep, run_sweep
-from .train import Config, apply_overrides, config_hash
-from .train.loop import run_dir_for
+from .experiments.report import load_run, markdown_table, plot_curves, plot_flow, summary_table
+from .experiments.rundir import REPORT, TABLE_JSON, run_dir_for
+from .experiments.spec import Sweep
+from .experiments.sweep import run_sweep
+from .train.config import Config, apply_overrides, config_hash
 
 # (label, config overrides): the stabilised setting the demo compares to the default
 METHODS: dict[str, list[str]] = {
@@ -71,10 +72,10 @@ def run_demo(root: str = "runs/demo", seeds: int = 3, smoke: bool = False,
     plot_curves(runs, out / "valid_metric.png", key="valid_metric", chance=summary["chance"])
     flows = {label: plot_flow(group[0], out / f"flow_{i}.png", title=f"{label}, seed 0").name
              for i, (label, group) in enumerate(runs.items())}
-    atomic_write_text(out / "report.md", _report_text(table, first, flows))
-    atomic_write_text(out / "table.json", json.dumps(_json_safe(rows), indent=2))
+    atomic_write_text(out / REPORT, _report_text(table, first, flows))
+    atomic_write_text(out / TABLE_JSON, json.dumps(_json_safe(rows), indent=2))
     print(table)
-    print(f"\nreport: {out / 'report.md'}")
+    print(f"\nreport: {out / REPORT}")
     return out
 
 

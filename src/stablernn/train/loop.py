@@ -24,31 +24,28 @@ from tqdm.auto import tqdm
 from .._checks import check_int
 from .._io import atomic_save
 from .._transaction import transaction
-from ..init import SEQ_LEN_SCHEMES, init_
-from ..registry import registries
-from ..stack import DeepRNN
-from .config import Config, ConfigError, check_device, config_hash, validate
-from .runs import (
+from ..experiments.rundir import (
     CHECKPOINT,
     CONFIG,
+    MODEL,
     PRETRAINED,
     PREVIOUS,
     SUMMARY,
+    TENSORBOARD,
     DamagedFileWarning,
     RunDir,
     damaged,
     read_summary,
+    run_dir_for,
     short_reason,
 )
+from ..init import SEQ_LEN_SCHEMES, init_
+from ..registry import registries
+from ..stack import DeepRNN
+from .config import Config, ConfigError, check_device, config_hash, validate
 
 EVAL_CHUNK = 512
 PRETRAIN_EXAMPLES = 256  # input sequences handed to a pre-training method
-
-
-def run_dir_for(cfg: Config) -> Path:
-    """``<run.root>/<task>-<cell>-L<layers>-<hash>``: one directory per distinct config."""
-    return Path(cfg.run.root) / (f"{cfg.task.name}-{cfg.model.cell}-L{cfg.model.num_layers}-"
-                                 f"{config_hash(cfg)}")
 
 
 def build_task(cfg: Config):
@@ -172,7 +169,7 @@ class Trainer:
         self.pending: list[dict] = []
         self._fresh_optimizer()
         self._start()
-        self.writer = tensorboard_writer(run.file("tensorboard")) if cfg.run.tensorboard else None
+        self.writer = tensorboard_writer(run.file(TENSORBOARD)) if cfg.run.tensorboard else None
 
     def _fresh_optimizer(self) -> None:
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=self.cfg.optim.lr,
@@ -332,7 +329,7 @@ class Trainer:
             "test": evaluate(self.model, self.task, "test", self.device),
             **self.reports,
         }
-        atomic_save(self.best_state, self.run.file("model.pt"))
+        atomic_save(self.best_state, self.run.file(MODEL))
         self.run.write_json(SUMMARY, summary)
         return summary
 
@@ -350,10 +347,10 @@ def load_trained(run_dir: str | Path, *, batch: int = 16) -> tuple[DeepRNN, Tens
     """
     batch = check_int("batch", batch)
     run = RunDir(run_dir)
-    config, weights = run.file(CONFIG), run.file("model.pt")
+    config, weights = run.file(CONFIG), run.file(MODEL)
     if not config.is_file() or not weights.is_file():
         raise FileNotFoundError(f"{run_dir} is not a finished run directory (needs {CONFIG} and "
-                                f"model.pt); run stablernn train first")
+                                f"{MODEL}); run stablernn train first")
     try:
         cfg = Config.from_file(config)
     except ConfigError as err:
@@ -366,7 +363,7 @@ def load_trained(run_dir: str | Path, *, batch: int = 16) -> tuple[DeepRNN, Tens
     except Exception as err:  # noqa: BLE001 - zip, pickle, OS and shape errors alike
         raise ValueError(f"{weights} is damaged or belongs to another model "
                          f"({short_reason(err)}); "
-                         f"delete it and summary.json, then re-run stablernn train with "
+                         f"delete it and {SUMMARY}, then re-run stablernn train with "
                          f"--config {config} to finish the run again") from None
     n = min(batch, task.num_examples("test"))
     return model.eval(), task.rows("test", torch.arange(n))[0]
