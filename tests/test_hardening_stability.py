@@ -172,8 +172,8 @@ def test_batch_first_false_pretraining_matches_batch_first_twin():
     for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items()):
         assert ka == kb and torch.equal(va, vb)
     a, b, x, xt = _twins()
-    wa = warmup(a, x, steps=3, batch=4, measure_steps=10)
-    wb = warmup(b, xt, steps=3, batch=4, measure_steps=10)
+    wa = warmup(a, x, steps=3, batch_size=4, measure_steps=10)
+    wb = warmup(b, xt, steps=3, batch_size=4, measure_steps=10)
     assert wa.history == wb.history and wa.vaa_after == wb.vaa_after
     assert all(torch.equal(va, vb) for va, vb in zip(a.state_dict().values(),
                                                      b.state_dict().values()))
@@ -255,7 +255,7 @@ def test_lsc_options_are_checked_before_anything_runs(kw, error, match):
     ({"target": math.nan}, ValueError, "target must be in"),
     ({"eps": 0}, ValueError, "eps must be > 0"),
     ({"steps": True}, TypeError, "steps must be an int, got bool"),
-    ({"batch": 2.0}, TypeError, "batch must be an int"),
+    ({"batch_size": 2.0}, TypeError, "batch_size must be an int"),
     ({"s_increment": -1}, ValueError, "s_increment must be an int >= 0"),
     ({"measure_steps": 1.5}, TypeError, "measure_steps must be an int"),
     ({"layers": [2]}, ValueError, "layers must be"),

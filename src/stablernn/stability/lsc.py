@@ -71,8 +71,6 @@ from .._checks import (all_finite, check_bool, check_choice, check_finite_weight
 from ..cells.base import check_input
 from ..cells.lru import LRUCell
 from ..plotting import new_axes
-from .harness import (OutOfTime, Outcome, Stop, TimeBudget, Verdict, check_max_seconds,
-                      resolve_options, run_pretraining)
 from .jacobians import (
     MAX_READOUT,
     Estimator,
@@ -88,6 +86,8 @@ from .jacobians import (
 )
 from .lsc_step import make_step
 from .radii import radii_at
+from .harness import (OutOfTime, Outcome, Stop, TimeBudget, Verdict, check_max_seconds,
+                      resolve_options, run_pretraining)
 
 __all__ = ["LSCOptions", "LSCReport", "OutOfTime", "TimeBudget", "check_lsc_args",
            "lsc_pretrain", "lsc_targets"]
