@@ -37,4 +37,4 @@ def test_old_class_name_is_served_with_a_warning():
     with pytest.warns(DeprecationWarning, match=r"demo\.Old is deprecated; use NewReport"):
         assert module.Old is module.NewReport
     with pytest.raises(AttributeError, match="has no attribute 'Missing'"):
-        module.Missing
+        _ = module.Missing

@@ -8,8 +8,14 @@ import pytest
 import torch
 from torch import nn
 
-from stablernn.stability.harness import (OutOfTime, Stop, TimeBudget, Verdict, resolve_options,
-                                         run_pretraining)
+from stablernn.stability.harness import (
+    OutOfTime,
+    Stop,
+    TimeBudget,
+    Verdict,
+    resolve_options,
+    run_pretraining,
+)
 from stablernn.stability.lsc import LSCOptions, check_lsc_args
 from stablernn.stability.warmup import WarmupOptions
 

@@ -211,3 +211,14 @@ def test_options_dataclass_and_deprecated_batch_match_the_keywords():
         warmup(model, x, steps=3, options=WarmupOptions())
     with pytest.warns(DeprecationWarning), pytest.raises(ValueError, match="batch_size must"):
         check_warmup_args(model, batch=1)
+
+
+def test_pretrain_registry_maps_the_old_option_name():
+    from stablernn.train.config import Config
+    from stablernn.train.pretrain import PRETRAIN
+
+    cfg = Config().pretrain
+    cfg.options = {"batch": 4, "steps": 2}
+    with pytest.warns(DeprecationWarning, match=r"pretrain\.options\.batch is deprecated; use "
+                      r"pretrain\.options\.batch_size instead"):
+        assert PRETRAIN["warmup"].kwargs(cfg) == {"batch_size": 4, "steps": 2}

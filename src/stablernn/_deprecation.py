@@ -16,9 +16,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def rename_kwargs(where: str, kwargs: dict[str, Any], renames: dict[str, str], *,
-                  stacklevel: int = 3) -> dict[str, Any]:
+                  stacklevel: int = 3, keys: bool = False) -> dict[str, Any]:
     """``kwargs`` with every old name of ``renames`` (old -> new) replaced by the new one, each
-    with a DeprecationWarning.
+    with a DeprecationWarning. ``where`` names the function (``where(old=...)``) or, with
+    ``keys=True``, the config section (``where.old``).
 
     Raises:
         TypeError: both the old and the new name were given.
@@ -36,11 +37,13 @@ def rename_kwargs(where: str, kwargs: dict[str, Any], renames: dict[str, str], *
     for old, new in renames.items():
         if old not in out:
             continue
+        was, now = (f"{where}.{old}", f"{where}.{new}") if keys else (f"{old}=", f"{new}=")
         if new in out:
-            raise TypeError(f"{where}() got both {old}= (deprecated) and {new}=; pass {new}= "
-                            f"only")
-        warnings.warn(f"{where}({old}=...) is deprecated; use {new}=... instead",
-                      DeprecationWarning, stacklevel=stacklevel)
+            raise TypeError(f"{where if keys else where + '()'} got both {was} (deprecated) and "
+                            f"{now}; pass {now} only")
+        warnings.warn(f"{was if keys else f'{where}({old}=...)'} is deprecated; use "
+                      f"{now if keys else now + '...'} instead", DeprecationWarning,
+                      stacklevel=stacklevel)
         out[new] = out.pop(old)
     return out
 
