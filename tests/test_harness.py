@@ -82,7 +82,8 @@ def test_without_a_stop_the_best_scoring_weights_are_restored():
     lin = _linear()
     out = run_pretraining(lin, lin, Toy(lin, [4.0, 3.0, 0.5, 2.0, 1.0]), steps=5)
     assert (out.steps, out.converged, out.best_step) == (5, False, 2)
-    assert float(lin.weight.detach()) == 0.5 and out.after == 0.5  # measured on the restored weights
+    assert float(lin.weight.detach()) == 0.5
+    assert out.after == 0.5  # measured on the restored weights
 
 
 def test_no_updates_reports_the_before_measurement_as_after():

@@ -26,9 +26,9 @@ for ``d_ij >> eps``, so away from ``d = eps`` the soft count equals the hard cou
 Robustness (docs/robustness.md): every option is checked by :class:`WarmupOptions` before
 anything runs (:func:`check_warmup_args` runs the checks for the training CLI); warm-up is a
 loss source of the pre-training harness (:mod:`.harness`), which runs it inside
-``transaction(model)``, so a diverging step (NaN loss or weights: ``NonFiniteError``) or an interruption restores the
-original weights; ``max_seconds`` bounds the whole call as in LSC (Note [time budget] in
-:mod:`.harness`; the constant-input loop checks the clock at every step).
+``transaction(model)``, so a diverging step (NaN loss or weights: ``NonFiniteError``) or an
+interruption restores the original weights; ``max_seconds`` bounds the whole call as in LSC
+(Note [time budget] in :mod:`.harness`; the constant-input loop checks the clock at every step).
 """
 from __future__ import annotations
 
