@@ -503,7 +503,7 @@ TARGETS = {  # function -> {argument: kind}
             "batch_size": "int1", "patience": "int1", "k": "opt_int1", "seed": "seed",
             "eval_steps": "int1", "max_seconds": "opt_pos", "rescale": "flag",
             "shuffle": "flag", "progress": "flag"},
-    "warmup": {"target": "target01", "steps": "int1", "lr": "pos", "batch": "int2",
+    "warmup": {"target": "target01", "steps": "int1", "lr": "pos", "batch_size": "int2",
                "s_max": "int1", "s_increment": "int0", "eps": "pos", "measure_steps": "int0",
                "max_seconds": "opt_pos", "seed": "seed", "progress": "flag"},
 }
