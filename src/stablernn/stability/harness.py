@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 from .._checks import check_positive
 from .._transaction import transaction
 
-__all__ = ["LossSource", "OutOfTime", "Outcome", "Stop", "TimeBudget", "Verdict",
+__all__ = ["HarnessReport", "LossSource", "OutOfTime", "Stop", "TimeBudget", "Verdict",
            "check_max_seconds", "resolve_options", "run_pretraining"]
 
 
@@ -128,8 +128,9 @@ class LossSource(Protocol):
 
 
 @dataclass
-class Outcome:
-    """What the harness did; each method turns it into its own report."""
+class HarnessReport:
+    """What the harness did (measurements, history, counts, flags, timings); each method turns
+    it into its own report (:class:`~.lsc.LSCReport`, :class:`~.warmup.WarmupReport`)."""
 
     before: Any
     after: Any = None
@@ -173,7 +174,7 @@ def _same(a: Any, b: Any) -> bool:
 
 def run_pretraining(model: nn.Module, net: nn.Module, source: LossSource, *, steps: int,
                     max_seconds: float | None = None, progress: bool = False,
-                    start: float | None = None) -> Outcome:
+                    start: float | None = None) -> HarnessReport:
     """Run ``source``'s updates on ``net`` (``model`` itself or a view sharing its Parameters)
     inside ``transaction(model)``: before measurement, at most ``steps`` updates within
     ``max_seconds`` (counted from ``start``, default now), best weights, after measurement.
@@ -185,7 +186,7 @@ def run_pretraining(model: nn.Module, net: nn.Module, source: LossSource, *, ste
     budget = TimeBudget(max_seconds, start)
     with transaction(model):
         t_measure = time.perf_counter()
-        outcome = Outcome(source.measure_before(budget))
+        outcome = HarnessReport(source.measure_before(budget))
         budget.reserve = 1.25 * (time.perf_counter() - t_measure)  # the after measurement
         t_updates = time.perf_counter()
         with tqdm(total=steps, disable=not progress, desc=source.name) as bar:
@@ -197,8 +198,8 @@ def run_pretraining(model: nn.Module, net: nn.Module, source: LossSource, *, ste
         return outcome
 
 
-def _loop(net: nn.Module, source: LossSource, steps: int, outcome: Outcome, budget: TimeBudget,
-          tick: Callable[[int], Any], postfix: Callable[..., Any]) -> None:
+def _loop(net: nn.Module, source: LossSource, steps: int, outcome: HarnessReport,
+          budget: TimeBudget, tick: Callable[[int], Any], postfix: Callable[..., Any]) -> None:
     """The updates, until the stopping test passes or a budget is spent (Note [best
     weights])."""
     best, best_state = math.inf, None

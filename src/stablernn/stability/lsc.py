@@ -86,8 +86,8 @@ from .jacobians import (
 )
 from .lsc_step import make_step
 from .radii import radii_at
-from .harness import (OutOfTime, Outcome, Stop, TimeBudget, Verdict, check_max_seconds,
-                      resolve_options, run_pretraining)
+from .harness import (HarnessReport, OutOfTime, Stop, TimeBudget, Verdict,
+                      check_max_seconds, resolve_options, run_pretraining)
 
 __all__ = ["LSCOptions", "LSCReport", "OutOfTime", "TimeBudget", "check_lsc_args",
            "lsc_pretrain", "lsc_targets"]
@@ -718,7 +718,7 @@ def lsc_pretrain(model: nn.Module, inputs: Tensor, *, rho: float | str = 0.5,
     return _report(outcome, source, method)
 
 
-def _report(outcome: Outcome, source: _Source, method: str) -> LSCReport:
+def _report(outcome: HarnessReport, source: _Source, method: str) -> LSCReport:
     report = LSCReport(source.targets, method, outcome.before, dict(outcome.after),
                        outcome.steps, outcome.seconds, outcome.update_seconds, outcome.converged,
                        outcome.best_step, source.opts.tol, history=outcome.history,

@@ -53,7 +53,8 @@ from ..stack import DeepRNN
 from .jacobians import NonFiniteError, as_deep_rnn, prepare
 from .lsc import OutOfTime, TimeBudget
 from .vaa import VAAReport, reachable_states, vaa
-from .harness import Outcome, Stop, Verdict, check_max_seconds, resolve_options, run_pretraining
+from .harness import (HarnessReport, Stop, Verdict, check_max_seconds, resolve_options,
+                      run_pretraining)
 
 __all__ = ["WarmupOptions", "WarmupReport", "check_warmup_args", "curriculum_length",
            "soft_counts", "vaa_star", "vaa_star_layers", "warmup", "warmup_loss"]
@@ -555,7 +556,7 @@ def warmup(model: nn.Module, inputs: Tensor, *, target: float = 0.95, steps: int
     return _report(outcome, net, opts)
 
 
-def _report(outcome: Outcome, net: DeepRNN, opts: WarmupOptions) -> WarmupReport:
+def _report(outcome: HarnessReport, net: DeepRNN, opts: WarmupOptions) -> WarmupReport:
     layers = opts.layers
     partial = any(isinstance(net.cells[l], DoubleCell) for l in layers)
     return WarmupReport(opts.target, layers, partial, outcome.before, outcome.after,
