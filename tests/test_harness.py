@@ -22,15 +22,16 @@ from stablernn.stability.warmup import WarmupOptions
 
 class Toy:
     """Sets a 1 x 1 weight to ``values[step]``; scores ``|w - best|``; ready from ``ready_at``;
-    the stopping test passes at ``stop_at``."""
+    the stopping test passes at ``stop_at``; raises ``error`` after the update at ``fail_at``."""
 
     name = "toy"
 
     def __init__(self, model: nn.Linear, values, *, best=0.0, ready_at=math.inf,
-                 stop_at=math.inf, sleep=0.0, fail_at=None, out_of_time_at=None):
+                 stop_at=math.inf, sleep=0.0, fail_at=None, out_of_time_at=None,
+                 error=RuntimeError):
         self.model, self.values, self.best = model, values, best
         self.ready_at, self.stop_at, self.sleep = ready_at, stop_at, sleep
-        self.fail_at, self.out_of_time_at = fail_at, out_of_time_at
+        self.fail_at, self.out_of_time_at, self.error = fail_at, out_of_time_at, error
         self.confirmed: list[int] = []
 
     def weight(self) -> float:
@@ -49,7 +50,7 @@ class Toy:
         with torch.no_grad():
             self.model.weight.fill_(self.values[step])
         if step == self.fail_at:
-            raise RuntimeError("diverged")
+            raise self.error("diverged")
         return self.weight()
 
     def judge(self, step: int, record: float) -> Verdict:
@@ -108,11 +109,12 @@ def test_an_update_abandoned_for_time_is_not_recorded():
     assert out.steps == 2 and out.history == [4.0, 3.0]
 
 
-def test_an_error_part_way_restores_the_original_weights():
+@pytest.mark.parametrize("error", [RuntimeError, KeyboardInterrupt])
+def test_an_error_part_way_restores_the_original_weights(error):
     lin = _linear()
     weight = lin.weight
-    with pytest.raises(RuntimeError, match="diverged"):
-        run_pretraining(lin, lin, Toy(lin, [4.0, 3.0, 2.0], fail_at=1), steps=3)
+    with pytest.raises(error):
+        run_pretraining(lin, lin, Toy(lin, [4.0, 3.0, 2.0], fail_at=1, error=error), steps=3)
     assert lin.weight is weight and float(lin.weight.detach()) == 5.0
 
 
