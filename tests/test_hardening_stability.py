@@ -171,8 +171,8 @@ def test_batch_first_false_pretraining_matches_batch_first_twin():
     for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items()):
         assert ka == kb and torch.equal(va, vb)
     a, b, x, xt = _twins()
-    wa = warmup(a, x, steps=3, batch=4, measure_steps=10)
-    wb = warmup(b, xt, steps=3, batch=4, measure_steps=10)
+    wa = warmup(a, x, steps=3, batch_size=4, measure_steps=10)
+    wb = warmup(b, xt, steps=3, batch_size=4, measure_steps=10)
     assert wa.history == wb.history and wa.vaa_after == wb.vaa_after
     assert all(torch.equal(va, vb) for va, vb in zip(a.state_dict().values(),
                                                      b.state_dict().values()))
@@ -254,7 +254,7 @@ def test_lsc_options_are_checked_before_anything_runs(kw, error, match):
     ({"target": math.nan}, ValueError, "target must be in"),
     ({"eps": 0}, ValueError, "eps must be > 0"),
     ({"steps": True}, TypeError, "steps must be an int, got bool"),
-    ({"batch": 2.0}, TypeError, "batch must be an int"),
+    ({"batch_size": 2.0}, TypeError, "batch_size must be an int"),
     ({"s_increment": -1}, ValueError, "s_increment must be an int >= 0"),
     ({"measure_steps": 1.5}, TypeError, "measure_steps must be an int"),
     ({"layers": [2]}, ValueError, "layers must be"),
@@ -502,7 +502,7 @@ TARGETS = {  # function -> {argument: kind}
             "batch_size": "int1", "patience": "int1", "k": "opt_int1", "seed": "seed",
             "eval_steps": "int1", "max_seconds": "opt_pos", "rescale": "flag",
             "shuffle": "flag", "progress": "flag"},
-    "warmup": {"target": "target01", "steps": "int1", "lr": "pos", "batch": "int2",
+    "warmup": {"target": "target01", "steps": "int1", "lr": "pos", "batch_size": "int2",
                "s_max": "int1", "s_increment": "int0", "eps": "pos", "measure_steps": "int0",
                "max_seconds": "opt_pos", "seed": "seed", "progress": "flag"},
 }

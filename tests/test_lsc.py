@@ -8,7 +8,7 @@ from torch.func import jacrev, vmap
 
 from stablernn import DeepRNN, from_torch
 from stablernn.cells import flatten_state, unflatten_state
-from stablernn.stability.lsc import lsc_pretrain, lsc_targets
+from stablernn.stability.lsc import LSCOptions, lsc_pretrain, lsc_targets
 
 TOL = 0.08
 
@@ -197,6 +197,21 @@ def test_budget_too_small_is_reported_not_raised():
     assert "did not converge within its budget of 2 updates" in report.message
     d = report.to_dict()
     assert d["steps"] == 2 and set(d["before"]) == set(d["after"])
+
+
+def test_options_dataclass_runs_the_same_updates_as_the_keywords():
+    x = torch.randn(8, 6, 3)
+    reports, weights = [], []
+    for kw in ({"rho": 1.0, "steps": 6, "eval_steps": 2},
+               {"options": LSCOptions(rho=1.0, steps=6, eval_steps=2)}):
+        torch.manual_seed(0)
+        model = DeepRNN.build("gru", 3, 8, 2)
+        reports.append(lsc_pretrain(model, x, **kw))
+        weights.append([p.detach().clone() for p in model.parameters()])
+    assert reports[0].history == reports[1].history and reports[0].after == reports[1].after
+    assert all(torch.equal(a, b) for a, b in zip(*weights))
+    with pytest.raises(TypeError, match="not both; got options and rho"):
+        lsc_pretrain(model, x, rho=1.0, options=LSCOptions())
 
 
 def test_lstm_depth_map_composes_with_the_time_map():

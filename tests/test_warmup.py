@@ -10,6 +10,8 @@ from stablernn import double_stack
 from stablernn.cells.double import DoubleCell, make_double
 from stablernn.stability.vaa import vaa
 from stablernn.stability.warmup import (
+    WarmupOptions,
+    check_warmup_args,
     curriculum_length,
     soft_counts,
     vaa_star,
@@ -82,7 +84,7 @@ def test_partial_warmup_keeps_the_cold_half():
     model = double_stack("gru", 1, 8, 2)
     cold = {k: v.clone() for k, v in model.state_dict().items() if ".second." in k}
     warm = {k: v.clone() for k, v in model.state_dict().items() if ".first." in k}
-    report = warmup(model, torch.randn(16, 6, 1), steps=3, batch=8, measure_steps=0)
+    report = warmup(model, torch.randn(16, 6, 1), steps=3, batch_size=8, measure_steps=0)
     state = model.state_dict()
     assert report.partial and report.steps == 3 and report.before is None
     assert all(torch.equal(state[k], v) for k, v in cold.items())
@@ -93,7 +95,7 @@ def test_partial_warmup_keeps_the_cold_half():
 def test_warmup_runs_for_every_cell(cell):
     model = DeepRNN.build(cell, 2, 6, 2, readout=1)
     before = [p.clone() for p in model.cells.parameters()]
-    report = warmup(model, torch.randn(12, 5, 2), steps=2, batch=6, measure_steps=10)
+    report = warmup(model, torch.randn(12, 5, 2), steps=2, batch_size=6, measure_steps=10)
     assert len(report.history) == 2 and report.vaa_after is not None
     assert any(not torch.equal(a, b) for a, b in zip(before, model.cells.parameters()))
 
@@ -102,7 +104,7 @@ def test_warmup_runs_for_every_cell(cell):
 def test_warmup_changes_a_torch_module_in_place(kind):
     module = kind(2, 6, num_layers=2, batch_first=True)
     w = module.weight_hh_l1.detach().clone()
-    report = warmup(module, torch.randn(12, 5, 2), steps=2, batch=6, measure_steps=0)
+    report = warmup(module, torch.randn(12, 5, 2), steps=2, batch_size=6, measure_steps=0)
     assert report.layers == [0, 1] and not torch.equal(w, module.weight_hh_l1)
     assert isinstance(module, kind)
 
@@ -123,7 +125,7 @@ def test_warmup_raises_vaa_of_a_two_layer_gru():
 
 def test_report_plot_and_dict():
     pytest.importorskip("matplotlib")
-    report = warmup(DeepRNN.build("gru", 1, 4, 1), torch.randn(4, 3, 1), steps=2, batch=4,
+    report = warmup(DeepRNN.build("gru", 1, 4, 1), torch.randn(4, 3, 1), steps=2, batch_size=4,
                     measure_steps=5)
     ax = report.plot()
     assert len(ax.lines) == 2  # one layer + target
@@ -133,7 +135,7 @@ def test_report_plot_and_dict():
 
 @pytest.mark.parametrize("kw, match", [
     ({"target": 0.0}, "target must be in"), ({"target": 1.5}, "target must be in"),
-    ({"steps": 0}, "steps must be"), ({"batch": 1}, "batch must be an int >= 2"),
+    ({"steps": 0}, "steps must be"), ({"batch_size": 1}, "batch_size must be an int >= 2"),
     ({"lr": -1.0}, "lr must be"), ({"layers": [2]}, "layers must be"),
     ({"s_max": 0}, "s_max must be"),
 ])
@@ -180,3 +182,44 @@ def test_pretrain_registry_runs_warmup(tmp_path):
     cfg.run.steps, cfg.run.eval_every, cfg.run.progress = 2, 2, False
     summary = train(cfg, run_dir=tmp_path / "run")
     assert summary["status"] == "completed" and summary["pretrain"]["steps"] == 2
+
+
+def _weights(model: nn.Module) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in model.parameters()]
+
+
+def test_options_dataclass_and_deprecated_batch_match_the_keywords():
+    x = torch.randn(8, 4, 1)
+    runs = []
+    for call in (lambda m: warmup(m, x, steps=2, batch_size=4, measure_steps=0),
+                 lambda m: warmup(m, x, options=WarmupOptions(steps=2, batch_size=4,
+                                                              measure_steps=0))):
+        torch.manual_seed(0)
+        model = DeepRNN.build("gru", 1, 4, 2)
+        runs.append((call(model).history, _weights(model)))
+    torch.manual_seed(0)
+    model = DeepRNN.build("gru", 1, 4, 2)
+    with pytest.warns(DeprecationWarning, match=r"warmup\(batch=\.\.\.\) is deprecated; use "
+                      r"batch_size="):
+        runs.append((warmup(model, x, steps=2, batch=4, measure_steps=0).history,
+                     _weights(model)))
+    for history, weights in runs[1:]:
+        assert history == runs[0][0]
+        assert all(torch.equal(a, b) for a, b in zip(weights, runs[0][1]))
+    with pytest.raises(TypeError, match="got both batch= .* and batch_size="):
+        warmup(model, x, batch=4, batch_size=4)
+    with pytest.raises(TypeError, match="not both; got options and steps"):
+        warmup(model, x, steps=3, options=WarmupOptions())
+    with pytest.warns(DeprecationWarning), pytest.raises(ValueError, match="batch_size must"):
+        check_warmup_args(model, batch=1)
+
+
+def test_pretrain_registry_maps_the_old_option_name():
+    from stablernn.train.config import Config
+    from stablernn.train.pretrain import PRETRAIN
+
+    cfg = Config().pretrain
+    cfg.options = {"batch": 4, "steps": 2}
+    with pytest.warns(DeprecationWarning, match=r"pretrain\.options\.batch is deprecated; use "
+                      r"pretrain\.options\.batch_size instead"):
+        assert PRETRAIN["warmup"].kwargs(cfg) == {"batch_size": 4, "steps": 2}

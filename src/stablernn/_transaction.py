@@ -1,9 +1,11 @@
 """Transactional changes to a user's module: all or nothing.
 
-Every method that changes a user's module in place (``init_``, ``lsc_pretrain``, ``warmup``,
-``spectral``, ...) validates its arguments first, then runs inside :func:`transaction`, so an
-error part-way (a NaN update, a layer the scheme cannot handle) leaves the module exactly as
-it was: the same Parameter objects holding the same values, the same ``requires_grad`` flags.
+Every method that changes a user's module in place (``init_``, ``spectral``, and the
+pre-training methods ``lsc_pretrain`` and ``warmup`` through their one harness,
+:mod:`stablernn.stability.harness`) validates its arguments first, then runs inside
+:func:`transaction`, so an error part-way (a NaN update, a layer the scheme cannot handle)
+leaves the module exactly as it was: the same Parameter objects holding the same values, the
+same ``requires_grad`` flags.
 See docs/robustness.md.
 """
 from __future__ import annotations

@@ -17,13 +17,11 @@ input ``L/(L+T)``), 1 for the readout. Feed-forward ``nn.Sequential`` MLPs use p
 variant (``method="rescale"``): ``|lambda|`` is set so the time radius is on target and the input
 matrix ``B`` is rescaled toward the depth / input target, iterated.
 
-Note [time budget]: ``max_seconds`` bounds the whole call, the before / after measurements
-included. The before measurement walks its steps in a spread order and stops once it has used a
-quarter of the budget (at least one step is measured); the after measurement repeats exactly
-those steps, so its cost is known and kept in reserve. An update starts only when the running
-estimate of one update's cost (``max(last, EMA)``) fits in what is left, and the loss checks the
-clock between maps, abandoning an update that would overrun before anything is applied. Only a
-single measured step or map longer than the budget can overrun it.
+Note [LSC time budget]: the harness keeps the budget (Note [time budget] in :mod:`.harness`).
+The before measurement walks its steps in a spread order and stops once it has used a quarter of
+the budget (at least one step is measured); the after measurement repeats exactly those steps,
+so its cost is known and kept in reserve. The loss checks the clock between maps, abandoning an
+update that would overrun before anything is applied.
 
 Note [stopping rule]: one step's batch-mean radius is noisy (16 sequences, one step each), so
 the walk keeps a running mean (EMA weight 0.3). Once every running radius has
@@ -40,7 +38,7 @@ them (the window was 40 updates; an 8 x 64 LSTM's first time radius then counted
 0.58 after 44 updates, and reached 0.5 by update 91 with 100; and an average, not every update
 beyond ``tol``: a 2-layer ReLU RNN's input map hovering at 0.06 with dips below 0.05 kept the
 walk going for all 1000 updates). Without convergence the weights with the lowest mean running
-error are kept.
+error are kept (Note [best weights] in :mod:`.harness`).
 
 Note [staggered walk]: a map's radius depends on where in the sequence it is taken (from the
 zero initial state an LSTM at ``rho = 1`` has depth radius 1.2 at step 0 and 0.7 by step 10),
@@ -50,27 +48,26 @@ depth radii of a 4 x 64 LSTM). Row ``i`` of the walked batch therefore runs ``i 
 ahead of row 0 (pre-rolled without updates) and draws a new sequence when it ends, so every
 update's batch mean already averages over the sequence; docs/lsc.md has the measurements.
 
-Note [all or nothing]: every option is validated by :func:`check_lsc_args` (the one home of
-the checks, also called by the training CLI before it creates a run directory), and the method
-runs inside ``transaction(model)``: an error part-way (a diverging update, Ctrl-C) restores the
+Note [all or nothing]: every option is validated by :class:`LSCOptions` (the one home of the
+checks; :func:`check_lsc_args` runs them for the training CLI before it creates a run
+directory). The updates run in the pre-training harness (:mod:`.harness`): LSC supplies the
+loss source (measurement, update, stopping test), the harness the budgets, the best weights and
+the transactional restore, so an error part-way (a diverging update, Ctrl-C) restores the
 original weights. See docs/robustness.md.
 """
 from __future__ import annotations
 
-import inspect
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from .._checks import (all_finite, check_bool, check_choice, check_finite_weights, check_float,
                        check_int, check_options, check_positive, check_seed)
-from .._transaction import transaction
 from ..adapters import as_deep_rnn
 from ..cells.base import check_input
 from ..plotting import new_axes
@@ -79,8 +76,10 @@ from .estimators import Estimator, radius_all
 from .local_maps import MAX_READOUT, Kind, LocalMap, _local_maps, _trajectory, parse_enum, prepare
 from .lsc_step import make_step
 from .radii import radii_at
+from .harness import (HarnessReport, OutOfTime, Stop, TimeBudget, Verdict,
+                      check_max_seconds, resolve_options, run_pretraining)
 
-__all__ = ["LSCReport", "OutOfTime", "TimeBudget", "check_lsc_args",
+__all__ = ["LSCOptions", "LSCReport", "OutOfTime", "TimeBudget", "check_lsc_args",
            "lsc_pretrain", "lsc_targets"]
 
 METHODS = ("auto", "gradient", "rescale")
@@ -268,7 +267,7 @@ def _measure(model: nn.Module, x: Tensor, estimator: str, steps: int, seed: int,
              allowance: float = math.inf) -> tuple[dict[str, float], list[int]]:
     """Step- and batch-mean radius of every map on held inputs (no gradient), and the steps
     measured: ``chosen``, or up to ``steps`` evenly spaced ones, walked in a spread order that
-    stops after ``allowance`` seconds (Note [time budget])."""
+    stops after ``allowance`` seconds (Note [LSC time budget])."""
     if _is_mlp(model):
         maps = _mlp_maps(_mlp_blocks(model), x)
         return {_key(m): float(r.mean()) for m, r in zip(maps, radius_all(maps, estimator,
@@ -379,56 +378,10 @@ def _where_rows(mask: Tensor, new, old):
     return type(new)(*parts) if hasattr(new, "_fields") else type(new)(parts)
 
 
-class OutOfTime(Exception):
-    """Raised inside an update that would overrun the time budget (caught by the loops)."""
-
-
-class TimeBudget:
-    """The clock of a call with an optional ``max_seconds`` (Note [time budget]).
-
-    Example:
-        >>> budget = TimeBudget(None)
-        >>> budget.fits(), budget.left() == math.inf
-        (True, True)
-    """
-
-    def __init__(self, max_seconds: float | None, start: float | None = None) -> None:
-        self.start = time.perf_counter() if start is None else start
-        self.max_seconds = max_seconds
-        self.deadline = math.inf if max_seconds is None else self.start + max_seconds
-        self.reserve = 0.0  # kept for the final measurement
-        self.cost = 0.0  # running estimate of one update: max(last, EMA)
-        self.exhausted = False
-
-    def left(self) -> float:
-        """Seconds left for updates (the reserve excluded)."""
-        return self.deadline - time.perf_counter() - self.reserve
-
-    def share(self, fraction: float) -> float:
-        """``fraction`` of the whole budget (inf without one)."""
-        return math.inf if self.max_seconds is None else fraction * self.max_seconds
-
-    def fits(self) -> bool:
-        """Whether one more update is expected to end within the budget."""
-        self.exhausted = self.left() < self.cost
-        return not self.exhausted
-
-    def check(self) -> None:
-        """Raise :class:`OutOfTime` once the budget for updates is spent."""
-        if self.left() < 0:
-            self.exhausted = True
-            raise OutOfTime
-
-    def record(self, seconds: float) -> None:
-        """Account one update of ``seconds``."""
-        ema = seconds if not self.cost else 0.7 * self.cost + 0.3 * seconds
-        self.cost = max(seconds, ema)
-
-
 def _loss(maps: list[LocalMap], targets: dict, estimator: str, k: int | None, seed: int,
           warm: dict, budget: TimeBudget):
     radii, means = [], {}
-    for m in maps:  # one map at a time: the clock is checked in between (Note [time budget])
+    for m in maps:  # one map at a time: the clock is checked in between (Note [LSC time budget])
         budget.check()
         r = radius_all([m], estimator, differentiable=True, seed=seed, k=k, restarts=0,
                        warm=warm)[0]
@@ -437,44 +390,11 @@ def _loss(maps: list[LocalMap], targets: dict, estimator: str, k: int | None, se
     return radii, means
 
 
-def _diverged(step: int, opts: dict, why: object) -> NonFiniteError:
-    extra = " (or turn off rescale / shuffle)" if opts["rescale"] or opts["shuffle"] else ""
+def _diverged(step: int, opts: LSCOptions, why: object) -> NonFiniteError:
+    extra = " (or turn off rescale / shuffle)" if opts.rescale or opts.shuffle else ""
     return NonFiniteError(f"LSC pre-training diverged at update {step + 1}: {why}. The "
                           f"model's original weights were restored; lower lr (now "
-                          f"{opts['lr']:g}){extra}")
-
-
-def _maps(model, walker, blocks, inputs, opts, gen) -> list[LocalMap]:
-    """The maps of the next update: a random MLP batch, or the walker's next step."""
-    if blocks is not None:
-        idx = torch.randint(len(inputs), (opts["batch_size"],), generator=gen)
-        return _mlp_maps(blocks, inputs[idx])
-    x_t, states = walker.next()
-    return _local_maps(model, x_t, states, list(Kind), MAX_READOUT)
-
-
-def _update(model, params, opt, walker, blocks, inputs, targets, opts, gen, warm, budget,
-            step: int) -> dict[str, float]:
-    """One LSC update; the batch-mean radius of every map before it."""
-    maps = _maps(model, walker, blocks, inputs, opts, gen)
-    try:  # one seeded square subset per call (docs/algorithms.md section 1.2), as _measure reports
-        radii, means = _loss(maps, targets, opts["estimator"], opts["k"], opts["seed"], warm,
-                             budget)
-    except NonFiniteError as err:
-        raise _diverged(step, opts, err) from None
-    bad = [k for k, v in means.items() if not math.isfinite(v)]
-    if bad:
-        raise _diverged(step, opts, f"the radii of {', '.join(bad)} became NaN/Inf")
-    opt.step(radii, [targets[m.kind] for m in maps])
-    if opts["rescale"]:
-        _rescale(model, means, targets)
-    if opts["shuffle"]:
-        _shuffle(model, gen)
-    if not all_finite(params):
-        raise _diverged(step, opts, "the update made weights NaN/Inf")
-    if walker is not None:
-        walker.advance()
-    return means
+                          f"{opts.step_lr:g}){extra}")
 
 
 STALL = 100  # updates over which a map that does not approach its target counts as stuck
@@ -496,69 +416,123 @@ def _stuck(past: list[dict[str, float]], tol: float) -> set[str]:
     return out
 
 
-def _gradient_loop(model, params, walker, blocks, inputs, targets, opts, report, bar, budget,
-                   confirm):
-    """Updates until the held radii are confirmed on target (Note [stopping rule])."""
-    opt = make_step(opts["optimizer"], params, opts["lr"], opts["weight_decay"], opts["tol"])
-    gen = torch.Generator().manual_seed(opts["seed"])
-    best, best_state, streak, wait = math.inf, None, 0, 0
-    ema: dict[str, float] = {}
-    past: list[dict[str, float]] = []  # running signed errors per update
-    warm: dict = {}  # Arnoldi warm starts between consecutive steps (Note [warm starts])
-    for step in range(opts["steps"]):
-        if not budget.fits():
-            break
-        t0 = time.perf_counter()
-        try:
-            means = _update(model, params, opt, walker, blocks, inputs, targets, opts, gen, warm,
-                            budget, step)
-        except OutOfTime:
-            break
-        report.history.append(means)
-        ema = {k: v if k not in ema else (1 - EMA) * ema[k] + EMA * v for k, v in means.items()}
-        signed = {k: v - targets[k.split()[0]] for k, v in ema.items()}
-        past.append(signed)
-        stuck = _stuck(past, opts["tol"])
-        errs = [abs(e) for k, e in signed.items() if k not in stuck]
+class _Source:
+    """What both LSC variants measure: every map's radius on the held sequences, at the steps
+    the before measurement reached (Note [LSC time budget])."""
+
+    name = "LSC"
+
+    def __init__(self, net: nn.Module, held: Tensor, targets: dict[str, float],
+                 opts: LSCOptions) -> None:
+        self.net, self.held, self.targets, self.opts = net, held, targets, opts
+        self.chosen: list[int] = []
+        self.stuck: list[str] = []  # reported: the maps left out when the test stopped
+
+    def measure_before(self, budget: TimeBudget) -> dict[str, float]:
+        o = self.opts
+        before, self.chosen = _measure(self.net, self.held, o.eval_estimator, o.eval_steps,
+                                       o.seed, allowance=budget.share(0.25))
+        return before
+
+    def measure_after(self) -> dict[str, float]:
+        o = self.opts
+        return _measure(self.net, self.held, o.eval_estimator, o.eval_steps, o.seed,
+                        chosen=self.chosen)[0]
+
+
+class _GradientSource(_Source):
+    """One update per walked step toward every target, stopped by Note [stopping rule]."""
+
+    def __init__(self, net: nn.Module, held: Tensor, targets: dict[str, float],
+                 opts: LSCOptions, walker: _Walker | None, blocks: list | None,
+                 inputs: Tensor) -> None:
+        super().__init__(net, held, targets, opts)
+        self.walker, self.blocks, self.inputs = walker, blocks, inputs
+        self.params = [p for p in net.parameters() if p.requires_grad]
+        self.opt = make_step(opts.optimizer, self.params, opts.step_lr, opts.weight_decay,
+                             opts.tol)
+        self.gen = torch.Generator().manual_seed(opts.seed)
+        self.warm: dict = {}  # Arnoldi warm starts between consecutive steps (Note [warm starts])
+        self.ema: dict[str, float] = {}
+        self.past: list[dict[str, float]] = []  # running signed errors per update
+        self.running_stuck: set[str] = set()
+        self.streak = self.wait = 0
+
+    def _maps(self) -> list[LocalMap]:
+        """The maps of the next update: a random MLP batch, or the walker's next step."""
+        if self.blocks is not None:
+            idx = torch.randint(len(self.inputs), (self.opts.batch_size,), generator=self.gen)
+            return _mlp_maps(self.blocks, self.inputs[idx])
+        x_t, states = self.walker.next()
+        return _local_maps(self.net, x_t, states, list(Kind), MAX_READOUT)
+
+    def update(self, step: int, budget: TimeBudget) -> dict[str, float]:
+        """One LSC update; the batch-mean radius of every map before it."""
+        o, targets = self.opts, self.targets
+        maps = self._maps()
+        try:  # one seeded square subset for the whole call, the one _measure reports
+            radii, means = _loss(maps, targets, o.estimator, o.k, o.seed, self.warm, budget)
+        except NonFiniteError as err:
+            raise _diverged(step, o, err) from None
+        bad = [k for k, v in means.items() if not math.isfinite(v)]
+        if bad:
+            raise _diverged(step, o, f"the radii of {', '.join(bad)} became NaN/Inf")
+        self.opt.step(radii, [targets[m.kind] for m in maps])
+        if o.rescale:
+            _rescale(self.net, means, targets)
+        if o.shuffle:
+            _shuffle(self.net, self.gen)
+        if not all_finite(self.params):
+            raise _diverged(step, o, "the update made weights NaN/Inf")
+        if self.walker is not None:
+            self.walker.advance()
+        return means
+
+    def judge(self, step: int, means: dict[str, float]) -> Verdict:
+        """Running radii, stuck maps and the streak within ``tol`` (Note [stopping rule])."""
+        ema, tol = self.ema, self.opts.tol
+        self.ema = {k: v if k not in ema else (1 - EMA) * ema[k] + EMA * v
+                    for k, v in means.items()}
+        signed = {k: v - self.targets[k.split()[0]] for k, v in self.ema.items()}
+        self.past.append(signed)
+        self.running_stuck = _stuck(self.past, tol)
+        errs = [abs(e) for k, e in signed.items() if k not in self.running_stuck]
         err, mean_err = max(errs, default=0.0), sum(errs) / max(1, len(errs))
-        streak = streak + 1 if err < opts["tol"] else 0
-        if mean_err < best:
-            best, report.best_step = mean_err, step
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        bar.update(1)
-        bar.set_postfix(max_err=f"{err:.3f}")
-        report.steps = step + 1
-        budget.record(time.perf_counter() - t0)
-        wait -= 1
-        if streak >= opts["patience"] and wait <= 0 and budget.left() > budget.reserve:
-            report.after = confirm()
-            held = {k: abs(v - targets[k.split()[0]]) for k, v in report.after.items()}
-            if max((e for k, e in held.items() if k not in stuck), default=0.0) <= opts["tol"]:
-                report.converged = not stuck
-                report.best_step, report.stuck = step, sorted(stuck)
-                return
-            wait, report.after = 4 * opts["patience"], {}  # not yet: walk on before re-checking
-    report.out_of_time = budget.exhausted and not report.converged
-    if best_state is not None:
-        model.load_state_dict(best_state)
+        self.streak = self.streak + 1 if err < tol else 0
+        self.wait -= 1
+        return Verdict(mean_err, {"max_err": f"{err:.3f}"},
+                       ready=self.streak >= self.opts.patience and self.wait <= 0)
+
+    def confirm(self, step: int, budget: TimeBudget) -> Stop | None:
+        """Measure the held sequences; stop when every map but the stuck ones is on target."""
+        if budget.left() <= budget.reserve:
+            return None
+        after = self.measure_after()
+        held = {k: abs(v - self.targets[k.split()[0]]) for k, v in after.items()}
+        stuck = self.running_stuck
+        if max((e for k, e in held.items() if k not in stuck), default=0.0) <= self.opts.tol:
+            self.stuck = sorted(stuck)
+            return Stop(converged=not stuck, after=after)
+        self.wait = 4 * self.opts.patience  # not yet: walk on before re-checking
+        return None
 
 
-@torch.no_grad()
-def _lru_rescale_loop(model, held, targets, opts, report, bar, budget) -> None:
+class _RescaleSource(_Source):
     """Gradient-free LRU variant: set |lambda| and rescale B until radii are on target."""
-    for step in range(opts["steps"]):
-        if not budget.fits():
-            report.out_of_time = True
-            return
-        t0 = time.perf_counter()
-        current = _measure(model, held, "exact", 4, opts["seed"])[0]
-        report.history.append(current)
-        err = max(abs(v - targets[k.split()[0]]) for k, v in current.items())
-        report.steps = step + 1
-        bar.update(1)
-        if err < opts["tol"]:
-            report.converged = True
-            return
+
+    def __init__(self, net: nn.Module, held: Tensor, targets: dict[str, float],
+                 opts: LSCOptions) -> None:
+        super().__init__(net, held, targets, opts)
+        self.err = math.inf
+
+    @torch.no_grad()
+    def update(self, step: int, budget: TimeBudget) -> dict[str, float]:
+        """Measure; unless on target, one rescaling. The radii before it."""
+        model, targets = self.net, self.targets
+        current = _measure(model, self.held, "exact", 4, self.opts.seed)[0]
+        self.err = max(abs(v - targets[k.split()[0]]) for k, v in current.items())
+        if self.err < self.opts.tol:
+            return current
         for l, cell in enumerate(model.cells):
             cell.set_time_radius(targets["time"])
             r = current.get(f"input {l}" if l == 0 else f"depth {l}")
@@ -570,8 +544,90 @@ def _lru_rescale_loop(model, held, targets, opts, report, bar, budget) -> None:
                 f"readout {model.num_layers}" in current:
             model.readout.weight.mul_(targets["readout"] / current[f"readout {model.num_layers}"])
         if not all_finite(model.parameters()):
-            raise _diverged(step, opts, "the rescaling made weights NaN/Inf")
-        budget.record(time.perf_counter() - t0)
+            raise _diverged(step, self.opts, "the rescaling made weights NaN/Inf")
+        return current
+
+    def judge(self, step: int, current: dict[str, float]) -> Verdict:
+        return Verdict(ready=self.err < self.opts.tol)
+
+    def confirm(self, step: int, budget: TimeBudget) -> Stop | None:
+        return Stop(converged=True)
+
+
+@dataclass(frozen=True)
+class LSCOptions:
+    """Every option of :func:`lsc_pretrain`, checked when built (same names, defaults and
+    meanings; see there). Build one to reuse or log a configuration:
+    ``lsc_pretrain(model, x, options=LSCOptions(rho=1.0, steps=300))``; change one with
+    ``dataclasses.replace``.
+
+    Raises:
+        TypeError / ValueError: an option of the wrong kind or a bad value (the same messages
+            as :func:`lsc_pretrain`; checks that need the model run when it is called).
+
+    Example:
+        >>> LSCOptions(rho=1.0, optimizer="adamw").step_lr
+        0.0072
+        >>> LSCOptions(eval_steps=0)
+        Traceback (most recent call last):
+        ...
+        ValueError: eval_steps must be an int >= 1, got 0
+    """
+
+    rho: float | str = 0.5
+    targets: dict[str, float] | None = None
+    estimator: str = "auto"
+    k: int | None = 8
+    method: str = "auto"
+    steps: int = 1000
+    optimizer: str = "newton"
+    lr: float | None = None
+    weight_decay: float = 1e-4
+    batch_size: int = 16
+    tol: float = 0.05
+    patience: int = 5
+    max_seconds: float | None = None
+    rescale: bool = False
+    shuffle: bool = False
+    eval_steps: int = 8
+    eval_estimator: str = "auto"
+    seed: int = 0
+    progress: bool = False
+
+    def __post_init__(self) -> None:
+        checked = {
+            "rho": _check_rho(self.rho), "targets": _check_targets(self.targets),
+            "estimator": parse_enum(Estimator, self.estimator, "estimator").value,
+            "eval_estimator": parse_enum(Estimator, self.eval_estimator,
+                                         "eval_estimator").value,
+            "k": None if self.k is None else check_int("k", self.k),
+            "method": check_choice("method", self.method, METHODS),
+            "steps": check_int("steps", self.steps),
+            "optimizer": check_choice("optimizer", self.optimizer, OPTIMIZERS),
+            "lr": None if self.lr is None else check_float(
+                "lr", self.lr, low=0, low_open=True,
+                high=2 if self.optimizer == "newton" else None),
+            "weight_decay": check_float("weight_decay", self.weight_decay, low=0.0),
+            "batch_size": check_int("batch_size", self.batch_size),
+            "tol": check_positive("tol", self.tol),
+            "patience": check_int("patience", self.patience),
+            "max_seconds": check_max_seconds(self.max_seconds),
+            "eval_steps": check_int("eval_steps", self.eval_steps),
+            "seed": check_seed(self.seed),
+        }
+        for flag in ("rescale", "shuffle", "progress"):
+            checked[flag] = check_bool(flag, getattr(self, flag))
+        for name, value in checked.items():
+            object.__setattr__(self, name, value)
+
+    @property
+    def step_lr(self) -> float:
+        """``lr``, or the optimiser's default when it is None."""
+        return DEFAULT_LR[self.optimizer] if self.lr is None else self.lr
+
+
+# the options of lsc_pretrain and their defaults: LSCOptions is their one home
+LSC_OPTIONS = {f.name: f.default for f in fields(LSCOptions)}
 
 
 def lsc_pretrain(model: nn.Module, inputs: Tensor, *, rho: float | str = 0.5,
@@ -581,7 +637,8 @@ def lsc_pretrain(model: nn.Module, inputs: Tensor, *, rho: float | str = 0.5,
                  weight_decay: float = 1e-4, batch_size: int = 16, tol: float = 0.05,
                  patience: int = 5, max_seconds: float | None = None, rescale: bool = False,
                  shuffle: bool = False, eval_steps: int = 8, eval_estimator: str = "auto",
-                 seed: int = 0, progress: bool = False) -> LSCReport:
+                 seed: int = 0, progress: bool = False,
+                 options: LSCOptions | None = None) -> LSCReport:
     """Pre-train ``model`` in place so every local Jacobian radius sits at its LSC target.
 
     Args:
@@ -608,6 +665,7 @@ def lsc_pretrain(model: nn.Module, inputs: Tensor, *, rho: float | str = 0.5,
         eval_steps, eval_estimator: how the before / after radii are measured (held batch,
             ``eval_steps >= 1`` evenly spaced steps).
         seed: seeds the walk, the estimators and the square subsets. progress: a tqdm bar.
+        options: all of the above as one :class:`LSCOptions` (then pass no other option).
 
     Returns:
         An :class:`LSCReport`; when the budget ends first, ``converged`` is False and
@@ -615,8 +673,8 @@ def lsc_pretrain(model: nn.Module, inputs: Tensor, *, rho: float | str = 0.5,
 
     Raises:
         TypeError: no recurrent layers (and not an MLP); an unknown option or one of the wrong
-            kind (e.g. ``steps=2.5``, ``progress="yes"``).
-        ValueError: a bad option value (checked by :func:`check_lsc_args` before anything
+            kind (e.g. ``steps=2.5``, ``progress="yes"``); ``options`` with other options.
+        ValueError: a bad option value (checked by :class:`LSCOptions` before anything
             runs), NaN/Inf weights, empty or non-finite inputs; ``NonFiniteError`` when an
             update diverges (the message says which option to lower). On any error the model
             keeps its original weights (Note [all or nothing]).
@@ -628,45 +686,30 @@ def lsc_pretrain(model: nn.Module, inputs: Tensor, *, rho: float | str = 0.5,
         True
     """
     given, start = dict(locals()), time.perf_counter()
-    opts = _lsc_options(model, **{name: given[name] for name in LSC_OPTIONS})
-    budget = TimeBudget(opts["max_seconds"], start)
-    if opts["mlp"]:
+    opts, mlp, method = _lsc_options(model, given["options"],
+                                     **{name: given[name] for name in LSC_OPTIONS})
+    if mlp:
         _check_mlp_inputs(model, inputs)
         net, blocks, held, walker = model, _mlp_blocks(model), inputs[:64], None
-        tgt = {**{k: 1.0 for k in KINDS}, **opts["targets"]}
+        tgt = {**{k: 1.0 for k in KINDS}, **opts.targets}
     else:
         net, inputs = prepare(model, inputs, name="inputs")
-        tgt = lsc_targets(opts["rho"], net.num_layers, inputs.shape[1], opts["targets"])
-        blocks, held = None, inputs[:opts["batch_size"]]
-        walker = _Walker(net, inputs, min(opts["batch_size"], len(inputs)), opts["seed"])
-    with transaction(model):
-        return _run(net, inputs, held, walker, blocks, tgt, opts, budget)
+        tgt = lsc_targets(opts.rho, net.num_layers, inputs.shape[1], opts.targets)
+        blocks, held = None, inputs[:opts.batch_size]
+        walker = _Walker(net, inputs, min(opts.batch_size, len(inputs)), opts.seed)
+    source = _RescaleSource(net, held, tgt, opts) if method == "rescale" else \
+        _GradientSource(net, held, tgt, opts, walker, blocks, inputs)
+    outcome = run_pretraining(model, net, source, steps=opts.steps, start=start,
+                              max_seconds=opts.max_seconds, progress=opts.progress)
+    return _report(outcome, source, method)
 
 
-def _run(net, inputs, held, walker, blocks, tgt, opts, budget) -> LSCReport:
-    t_measure = time.perf_counter()
-    before, chosen = _measure(net, held, opts["eval_estimator"], opts["eval_steps"],
-                              opts["seed"], allowance=budget.share(0.25))
-    budget.reserve = 1.25 * (time.perf_counter() - t_measure)  # the after measurement
-    report = LSCReport(tgt, opts["method"], before, tol=opts["tol"], measured_steps=chosen)
-    t_updates = time.perf_counter()
-    with tqdm(total=opts["steps"], disable=not opts["progress"], desc="LSC") as bar:
-        if opts["method"] == "rescale":
-            _lru_rescale_loop(net, held, tgt, opts, report, bar, budget)
-        else:
-            params = [p for p in net.parameters() if p.requires_grad]
-
-            def confirm() -> dict[str, float]:
-                return _measure(net, held, opts["eval_estimator"], opts["eval_steps"],
-                                opts["seed"], chosen=chosen)[0]
-            _gradient_loop(net, params, walker, blocks, inputs, tgt, opts, report, bar, budget,
-                           confirm)
-    report.update_seconds = time.perf_counter() - t_updates
-    if not report.after:
-        report.after = dict(before) if report.steps == 0 else _measure(
-            net, held, opts["eval_estimator"], opts["eval_steps"], opts["seed"],
-            chosen=chosen)[0]
-    report.seconds = time.perf_counter() - budget.start
+def _report(outcome: HarnessReport, source: _Source, method: str) -> LSCReport:
+    report = LSCReport(source.targets, method, outcome.before, dict(outcome.after),
+                       outcome.steps, outcome.seconds, outcome.update_seconds, outcome.converged,
+                       outcome.best_step, source.opts.tol, history=outcome.history,
+                       measured_steps=source.chosen, out_of_time=outcome.out_of_time,
+                       stuck=source.stuck)
     report.message = _message(report)
     return report
 
@@ -680,45 +723,25 @@ def _method(method: str, model: nn.Module, mlp: bool) -> str:
     return ("rescale" if lru else "gradient") if method == "auto" else method
 
 
-def _lsc_options(model: nn.Module, **given: Any) -> dict[str, Any]:
-    """Every option checked and normalised, defaults filled in; the model's kind and weights
-    checked too (Note [all or nothing])."""
+def _lsc_options(model: nn.Module, options: LSCOptions | None = None,
+                 **given: Any) -> tuple[LSCOptions, bool, str]:
+    """Every option checked (:class:`LSCOptions`), the model's kind and weights checked too
+    (Note [all or nothing]); the options, whether the model is an MLP, and the method to run."""
     check_options("LSC", given, LSC_OPTIONS)
-    o = {**LSC_OPTIONS, **given}
     mlp = _is_mlp(model)
     if not mlp:
         as_deep_rnn(model)  # TypeError for a model without recurrent layers
-    lr = o["lr"]
-    opts = {
-        "mlp": mlp, "rho": _check_rho(o["rho"]), "targets": _check_targets(o["targets"]),
-        "estimator": parse_enum(Estimator, o["estimator"], "estimator").value,
-        "eval_estimator": parse_enum(Estimator, o["eval_estimator"], "eval_estimator").value,
-        "k": None if o["k"] is None else check_int("k", o["k"]),
-        "method": _method(check_choice("method", o["method"], METHODS), model, mlp),
-        "steps": check_int("steps", o["steps"]),
-        "optimizer": check_choice("optimizer", o["optimizer"], OPTIMIZERS),
-        "lr": DEFAULT_LR[o["optimizer"]] if lr is None else
-        check_float("lr", lr, low=0, low_open=True, high=2 if o["optimizer"] == "newton"
-                    else None),
-        "weight_decay": check_float("weight_decay", o["weight_decay"], low=0.0),
-        "batch_size": check_int("batch_size", o["batch_size"]),
-        "tol": check_positive("tol", o["tol"]),
-        "patience": check_int("patience", o["patience"]),
-        "max_seconds": None if o["max_seconds"] is None else
-        check_positive("max_seconds", o["max_seconds"]),
-        "eval_steps": check_int("eval_steps", o["eval_steps"]),
-        "seed": check_seed(o["seed"]),
-    }
-    for flag in ("rescale", "shuffle", "progress"):
-        opts[flag] = check_bool(flag, o[flag])
+    opts = resolve_options(LSCOptions, options, given)
+    method = _method(opts.method, model, mlp)
     check_finite_weights(model)
-    return opts
+    return opts, mlp, method
 
 
 def check_lsc_args(model: nn.Module, rho: float | str = 0.5, **options: Any) -> None:
     """Raise what :func:`lsc_pretrain` would raise for these options on ``model``, without
     touching the model or doing any work (the training CLI calls it before it creates a run
-    directory). ``options`` are :func:`lsc_pretrain`'s keyword arguments.
+    directory). ``options`` are :func:`lsc_pretrain`'s keyword arguments (``options=`` an
+    :class:`LSCOptions` included).
 
     Raises:
         TypeError: an unknown option (the message lists the valid ones), an option of the
@@ -734,12 +757,8 @@ def check_lsc_args(model: nn.Module, rho: float | str = 0.5, **options: Any) -> 
         ...
         ValueError: eval_steps must be an int >= 1, got 0
     """
-    _lsc_options(model, rho=rho, **options)
-
-
-# the options of lsc_pretrain and their defaults: its signature is their one home
-LSC_OPTIONS = {name: p.default for name, p in inspect.signature(lsc_pretrain).parameters.items()
-               if p.kind is p.KEYWORD_ONLY}
+    given = dict(options)
+    _lsc_options(model, given.pop("options", None), rho=rho, **given)
 
 
 def _message(report: LSCReport) -> str:

@@ -23,30 +23,29 @@ Note [soft count]: ``C_ij = 1 - relu(d_ij - eps) / (d_ij + 1e-6)`` is exactly 1 
 for ``d_ij >> eps``, so away from ``d = eps`` the soft count equals the hard count up to
 ``~ n eps / d_min``; between, it decays smoothly and gives a gradient that pushes states apart.
 
-Robustness (docs/robustness.md): every option is checked by :func:`check_warmup_args` before
-anything runs (the training CLI calls it too); warm-up runs inside ``transaction(model)``, so a
-diverging step (NaN loss or weights: ``NonFiniteError``) or an interruption restores the
-original weights; ``max_seconds`` bounds the whole call as in LSC (Note [time budget] in
-:mod:`.lsc`; the constant-input loop checks the clock at every step).
+Robustness (docs/robustness.md): every option is checked by :class:`WarmupOptions` before
+anything runs (:func:`check_warmup_args` runs the checks for the training CLI); warm-up is a
+loss source of the pre-training harness (:mod:`.harness`), which runs it inside
+``transaction(model)``, so a diverging step (NaN loss or weights: ``NonFiniteError``) or an
+interruption restores the original weights; ``max_seconds`` bounds the whole call as in LSC
+(Note [time budget] in :mod:`.harness`; the constant-input loop checks the clock at every step).
 """
 from __future__ import annotations
 
 import contextlib
-import inspect
 import numbers
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from .._checks import (all_finite, check_bool, check_finite_weights, check_float, check_int,
                        check_options, check_positive, check_seed)
-from .._transaction import transaction
+from .._deprecation import rename_kwargs, renamed_kwargs
 from ..adapters import as_deep_rnn
 from ..cells.base import Cell, flatten_state
 from ..plotting import new_axes
@@ -55,9 +54,11 @@ from .eigen import NonFiniteError
 from .local_maps import prepare
 from .lsc import OutOfTime, TimeBudget
 from .vaa import VAAReport, reachable_states, vaa
+from .harness import (HarnessReport, Stop, Verdict, check_max_seconds, resolve_options,
+                      run_pretraining)
 
-__all__ = ["WarmupReport", "check_warmup_args", "curriculum_length", "soft_counts", "vaa_star",
-           "vaa_star_layers", "warmup", "warmup_loss"]
+__all__ = ["WarmupOptions", "WarmupReport", "check_warmup_args", "curriculum_length",
+           "soft_counts", "vaa_star", "vaa_star_layers", "warmup", "warmup_loss"]
 
 EPS = 1e-4            # the VAA distance threshold (docs/algorithms.md section 1.5)
 SOFT_DENOM = 1e-6     # Note [soft count]
@@ -318,27 +319,69 @@ def _prepare(model: nn.Module, inputs: Tensor, name: str) -> tuple[DeepRNN, Tens
     return net, inputs
 
 
-def _warmup_options(model: nn.Module, **given: Any) -> dict[str, Any]:
-    """Every option checked and normalised, defaults filled in; the model's kind and weights
-    checked too."""
+@dataclass(frozen=True)
+class WarmupOptions:
+    """Every option of :func:`warmup`, checked when built (same names, defaults and meanings;
+    see there): ``warmup(model, x, options=WarmupOptions(steps=50))``. ``layers`` is checked
+    against the model when warm-up runs.
+
+    Raises:
+        TypeError / ValueError: an option of the wrong kind or a bad value (the same messages
+            as :func:`warmup`).
+
+    Example:
+        >>> WarmupOptions(steps=50, batch_size=16).batch_size
+        16
+        >>> WarmupOptions(batch_size=1)
+        Traceback (most recent call last):
+        ...
+        ValueError: batch_size must be an int >= 2, got 1
+    """
+
+    target: float = 0.95
+    steps: int = 100
+    lr: float = 1e-2
+    batch_size: int = 32
+    s_max: int = 200
+    s_increment: int = 10
+    layers: Sequence[int] | None = None
+    eps: float = EPS
+    measure_steps: int = 10000
+    max_seconds: float | None = None
+    seed: int = 0
+    progress: bool = False
+
+    def __post_init__(self) -> None:
+        s_max, s_increment = _check_curriculum(self.s_max, self.s_increment)
+        checked = {
+            "target": _check_target(self.target),
+            "steps": check_int("steps", self.steps),
+            "lr": check_positive("lr", self.lr),
+            "batch_size": check_int("batch_size", self.batch_size, low=2),
+            "s_max": s_max, "s_increment": s_increment,
+            "eps": check_positive("eps", self.eps),
+            "measure_steps": check_int("measure_steps", self.measure_steps, low=0),
+            "max_seconds": check_max_seconds(self.max_seconds),
+            "seed": check_seed(self.seed),
+            "progress": check_bool("progress", self.progress),
+        }
+        for name, value in checked.items():
+            object.__setattr__(self, name, value)
+
+
+# the options of warmup and their defaults: WarmupOptions is their one home
+WARMUP_OPTIONS = {f.name: f.default for f in fields(WarmupOptions)}
+RENAMED = {"batch": "batch_size"}  # old option names, accepted with a DeprecationWarning
+
+
+def _warmup_options(model: nn.Module, options: WarmupOptions | None = None,
+                    **given: Any) -> WarmupOptions:
+    """Every option checked (:class:`WarmupOptions`), ``layers`` resolved against the model,
+    the model's kind and weights checked too."""
     check_options("warm-up", given, WARMUP_OPTIONS)
-    o = {**WARMUP_OPTIONS, **given}
     net = as_deep_rnn(model)
-    s_max, s_increment = _check_curriculum(o["s_max"], o["s_increment"])
-    opts = {
-        "target": _check_target(o["target"]),
-        "steps": check_int("steps", o["steps"]),
-        "lr": check_positive("lr", o["lr"]),
-        "batch": check_int("batch", o["batch"], low=2),
-        "s_max": s_max, "s_increment": s_increment,
-        "layers": _check_layers(o["layers"], net.num_layers),
-        "eps": check_positive("eps", o["eps"]),
-        "measure_steps": check_int("measure_steps", o["measure_steps"], low=0),
-        "max_seconds": None if o["max_seconds"] is None else
-        check_positive("max_seconds", o["max_seconds"]),
-        "seed": check_seed(o["seed"]),
-        "progress": check_bool("progress", o["progress"]),
-    }
+    opts = resolve_options(WarmupOptions, options, given)
+    opts = replace(opts, layers=_check_layers(opts.layers, net.num_layers))
     check_finite_weights(model)
     return opts
 
@@ -346,7 +389,8 @@ def _warmup_options(model: nn.Module, **given: Any) -> dict[str, Any]:
 def check_warmup_args(model: nn.Module, **options: Any) -> None:
     """Raise what :func:`warmup` would raise for these options on ``model``, without touching
     the model or doing any work (the training CLI calls it before it creates a run directory).
-    ``options`` are :func:`warmup`'s keyword arguments.
+    ``options`` are :func:`warmup`'s keyword arguments (``options=`` a :class:`WarmupOptions`
+    included; the deprecated ``batch`` too).
 
     Raises:
         TypeError: an unknown option (the message lists the valid ones), an option of the
@@ -357,33 +401,30 @@ def check_warmup_args(model: nn.Module, **options: Any) -> None:
     Example:
         >>> check_warmup_args(torch.nn.GRU(1, 8), steps=50, lr=1e-2) is None
         True
-        >>> check_warmup_args(torch.nn.GRU(1, 8), batch=1)
+        >>> check_warmup_args(torch.nn.GRU(1, 8), batch_size=1)
         Traceback (most recent call last):
         ...
-        ValueError: batch must be an int >= 2, got 1
+        ValueError: batch_size must be an int >= 2, got 1
     """
-    _warmup_options(model, **options)
+    given = rename_kwargs("check_warmup_args", options, RENAMED)
+    _warmup_options(model, given.pop("options", None), **given)
 
 
 # --------------------------------------------------------------------------- the verb
 
 
-def _batches(n: int, batch: int, gen: torch.Generator) -> Iterator[Tensor]:
+def _batches(n: int, batch_size: int, gen: torch.Generator) -> Iterator[Tensor]:
     """Epoch-wise random batches of indices, forever (the reference code's sampling)."""
     while True:
         perm = torch.randperm(n, generator=gen)
-        for i in range(0, n - batch + 1, batch):
-            yield perm[i:i + batch]
+        for i in range(0, n - batch_size + 1, batch_size):
+            yield perm[i:i + batch_size]
 
 
-def _measure(model: DeepRNN, held: Tensor, steps: int, eps: float, seed: int):
-    return vaa(model, held, steps=steps, eps=eps, seed=seed) if steps else None
-
-
-def _diverged(k: int, opts: dict, why: str) -> NonFiniteError:
+def _diverged(k: int, opts: WarmupOptions, why: str) -> NonFiniteError:
     return NonFiniteError(f"warm-up diverged at step {k + 1}: {why}. The model's original "
-                          f"weights were restored; lower lr (now {opts['lr']:g}) or s_max (now "
-                          f"{opts['s_max']})")
+                          f"weights were restored; lower lr (now {opts.lr:g}) or s_max (now "
+                          f"{opts.s_max})")
 
 
 BACKWARD_RATIO = 2.0  # backward through an unroll / its forward, with a margin (measured ~1-1.5)
@@ -403,52 +444,62 @@ def _step_clock(budget: TimeBudget) -> Callable[[], None]:
     return clock
 
 
-def _step(net, opt, params, batch: Tensor, S: int, layers, opts, gen, budget: TimeBudget,
-          k: int) -> tuple[float, Tensor]:
-    """One warm-up step; the loss and the VAA* of every warmed layer before it."""
-    stars = _vaa_star_terms(net, batch, S, layers, opts["eps"], gen, _step_clock(budget))
-    loss = warmup_loss(stars, opts["target"])
-    if not bool(torch.isfinite(loss)):
-        raise _diverged(k, opts, f"the loss became {float(loss.detach())}")
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    opt.step()
-    if not all_finite(params):
-        raise _diverged(k, opts, "the update made weights NaN/Inf")
-    return loss.item(), stars.detach()
+class _Source:
+    """Warm-up's loss source for the harness: the VAA measure before and after, one Adam step
+    on ``mean_l (VAA*_l - target)^2`` per update, no stopping test (every step is taken)."""
+
+    name = "warm-up"
+
+    def __init__(self, net: DeepRNN, inputs: Tensor, opts: WarmupOptions) -> None:
+        self.net, self.inputs, self.opts = net, inputs, opts
+        self.held = inputs[:MEASURE_SEQUENCES]
+        cold = {id(p) for p in _cold_params(net, opts.layers)}
+        self.params = [p for l in opts.layers for p in net.cells[l].warm_part().parameters()
+                       if p.requires_grad and id(p) not in cold]
+        self.opt = torch.optim.Adam(self.params, lr=opts.lr)
+        self.gen = torch.Generator().manual_seed(opts.seed)
+        self.batches = _batches(len(inputs), min(opts.batch_size, len(inputs)), self.gen)
+        self.stars = torch.zeros(0)
+
+    def measure_before(self, budget: TimeBudget) -> VAAReport | None:
+        return self.measure_after()
+
+    def measure_after(self) -> VAAReport | None:
+        o = self.opts
+        return vaa(self.net, self.held, steps=o.measure_steps, eps=o.eps, seed=o.seed) \
+            if o.measure_steps else None
+
+    def update(self, k: int, budget: TimeBudget) -> dict[str, Any]:
+        """One warm-up step; its curriculum length, loss and every warmed layer's VAA*."""
+        o = self.opts
+        S = curriculum_length(k, self.gen, s_max=o.s_max, s_increment=o.s_increment)
+        batch = self.inputs[next(self.batches)]
+        stars = _vaa_star_terms(self.net, batch, S, o.layers, o.eps, self.gen,
+                                _step_clock(budget))
+        loss = warmup_loss(stars, o.target)
+        if not bool(torch.isfinite(loss)):
+            raise _diverged(k, o, f"the loss became {float(loss.detach())}")
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        if not all_finite(self.params):
+            raise _diverged(k, o, "the update made weights NaN/Inf")
+        self.stars = stars.detach()
+        return {"S": S, "loss": loss.item(), "vaa_star": self.stars.tolist()}
+
+    def judge(self, k: int, record: dict[str, Any]) -> Verdict:
+        return Verdict(postfix={"vaa_star": f"{float(self.stars.mean()):.3f}"})
+
+    def confirm(self, k: int, budget: TimeBudget) -> Stop | None:
+        return None
 
 
-def _loop(net: DeepRNN, inputs: Tensor, layers: list[int], opts: dict,
-          report: WarmupReport, bar, budget: TimeBudget) -> None:
-    cold = {id(p) for p in _cold_params(net, layers)}
-    params = [p for l in layers for p in net.cells[l].warm_part().parameters()
-              if p.requires_grad and id(p) not in cold]
-    opt = torch.optim.Adam(params, lr=opts["lr"])
-    gen = torch.Generator().manual_seed(opts["seed"])
-    batches = _batches(len(inputs), min(opts["batch"], len(inputs)), gen)
-    for k in range(opts["steps"]):
-        if not budget.fits():
-            break
-        t0 = time.perf_counter()
-        S = curriculum_length(k, gen, s_max=opts["s_max"], s_increment=opts["s_increment"])
-        try:
-            loss, stars = _step(net, opt, params, inputs[next(batches)], S, layers, opts, gen,
-                                budget, k)
-        except OutOfTime:
-            break
-        report.history.append({"S": S, "loss": loss, "vaa_star": stars.tolist()})
-        report.steps = k + 1
-        bar.update(1)
-        bar.set_postfix(vaa_star=f"{float(stars.mean()):.3f}")
-        budget.record(time.perf_counter() - t0)
-    report.out_of_time = budget.exhausted
-
-
+@renamed_kwargs(**RENAMED)
 def warmup(model: nn.Module, inputs: Tensor, *, target: float = 0.95, steps: int = 100,
-           lr: float = 1e-2, batch: int = 32, s_max: int = 200, s_increment: int = 10,
+           lr: float = 1e-2, batch_size: int = 32, s_max: int = 200, s_increment: int = 10,
            layers: Sequence[int] | None = None, eps: float = EPS,
            measure_steps: int = 10000, max_seconds: float | None = None, seed: int = 0,
-           progress: bool = False) -> WarmupReport:
+           progress: bool = False, options: WarmupOptions | None = None) -> WarmupReport:
     """Warm ``model`` up in place so its reachable states stay in many attractors.
 
     Args:
@@ -458,7 +509,8 @@ def warmup(model: nn.Module, inputs: Tensor, *, target: float = 0.95, steps: int
             for a torch module with ``batch_first=False``).
         target: VAA* target in ``(0, 1]`` (paper: 0.95).
         steps: Adam steps (paper: 100). lr: Adam learning rate (paper: 1e-2).
-        batch: sequences per step (>= 2; paper 32; capped at ``N``).
+        batch_size: sequences per step (>= 2; paper 32; capped at ``N``; ``batch`` is its
+            deprecated old name).
         s_max, s_increment: the curriculum ``S ~ U{1..min(1 + s_increment k, s_max)}``.
         layers: 0-based layers to warm (default all); others are left unchanged.
         eps: attractor distance (1e-4).
@@ -468,17 +520,18 @@ def warmup(model: nn.Module, inputs: Tensor, *, target: float = 0.95, steps: int
             included (its cost is kept in reserve; only a before measure longer than the
             budget overruns it).
         seed: seeds batches, prefixes, constant inputs and curriculum. progress: a tqdm bar.
+        options: all of the above as one :class:`WarmupOptions` (then pass no other option).
 
     Returns:
         A :class:`WarmupReport` (VAA and attractor count before and after, VAA* history).
 
     Raises:
-        ValueError: target outside (0, 1], steps < 1, batch < 2, bad inputs / layers / options
+        ValueError: target outside (0, 1], steps < 1, batch_size < 2, bad inputs / layers / options
             (all checked by :func:`check_warmup_args` first), NaN/Inf weights;
             ``NonFiniteError`` (also a ``FloatingPointError``) when a step diverges. On any
             error the model keeps its original weights.
         TypeError: ``model`` has no recurrent layers; an unknown option or one of the wrong
-            kind.
+            kind; ``options`` with other options.
 
     Example:
         >>> gru = torch.nn.GRU(1, 32, num_layers=2, batch_first=True)
@@ -487,26 +540,17 @@ def warmup(model: nn.Module, inputs: Tensor, *, target: float = 0.95, steps: int
         True
     """
     given, start = dict(locals()), time.perf_counter()
-    opts = _warmup_options(model, **{name: given[name] for name in WARMUP_OPTIONS})
+    opts = _warmup_options(model, given["options"],
+                           **{name: given[name] for name in WARMUP_OPTIONS})
     net, inputs = _prepare(model, inputs, "inputs")
-    with transaction(model):
-        return _run(net, inputs, opts, TimeBudget(opts["max_seconds"], start))
+    source = _Source(net, inputs, opts)
+    outcome = run_pretraining(model, net, source, steps=opts.steps, start=start,
+                              max_seconds=opts.max_seconds, progress=opts.progress)
+    return _report(outcome, net, opts)
 
 
-def _run(net: DeepRNN, inputs: Tensor, opts: dict, budget: TimeBudget) -> WarmupReport:
-    layers, held = opts["layers"], inputs[:MEASURE_SEQUENCES]
+def _report(outcome: HarnessReport, net: DeepRNN, opts: WarmupOptions) -> WarmupReport:
+    layers = opts.layers
     partial = any(net.cells[l].warm_part() is not net.cells[l] for l in layers)
-    t_measure = time.perf_counter()
-    measure = (opts["measure_steps"], opts["eps"], opts["seed"])
-    report = WarmupReport(opts["target"], layers, partial, _measure(net, held, *measure))
-    budget.reserve = 1.25 * (time.perf_counter() - t_measure)  # the after measure
-    with tqdm(total=opts["steps"], disable=not opts["progress"], desc="warm-up") as bar:
-        _loop(net, inputs, layers, opts, report, bar, budget)
-    report.after = report.before if report.steps == 0 else _measure(net, held, *measure)
-    report.seconds = time.perf_counter() - budget.start
-    return report
-
-
-# the options of warmup and their defaults: its signature is their one home
-WARMUP_OPTIONS = {name: p.default for name, p in inspect.signature(warmup).parameters.items()
-                  if p.kind is p.KEYWORD_ONLY}
+    return WarmupReport(opts.target, layers, partial, outcome.before, outcome.after,
+                        outcome.steps, outcome.seconds, outcome.history, outcome.out_of_time)

@@ -14,6 +14,8 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from .._deprecation import rename_kwargs
+
 # option keys of every method that only change what is shown, never the result (unhashed)
 COSMETIC = ("progress",)
 
@@ -29,18 +31,24 @@ class PretrainMethod:
             for these options without touching the model.
         fixed: keyword arguments taken from the config rather than from ``options``, as
             ``{name: getter(cfg)}`` (LSC's ``rho``).
+        renamed: old option names of the method, ``{old: new}``: a config that still uses one
+            runs as with the new name, with a DeprecationWarning.
     """
 
     def __init__(self, summary: str, function: Callable[[], Callable],
                  checker: Callable[[], Callable],
-                 fixed: dict[str, Callable[[Any], Any]] | None = None) -> None:
+                 fixed: dict[str, Callable[[Any], Any]] | None = None,
+                 renamed: dict[str, str] | None = None) -> None:
         self.__doc__ = summary
         self._function, self._checker, self.fixed = function, checker, fixed or {}
+        self.renamed = renamed or {}
 
     def kwargs(self, cfg: Any) -> dict[str, Any]:
         """The keyword arguments of the method for ``cfg`` (a PretrainConfig), without the
         cosmetic ones (progress)."""
-        options = {k: v for k, v in cfg.options.items() if k not in COSMETIC}
+        options = rename_kwargs("pretrain.options", {k: v for k, v in cfg.options.items()
+                                                     if k not in COSMETIC}, self.renamed,
+                                keys=True)
         clash = sorted(set(options) & set(self.fixed))
         if clash:
             raise ValueError(f"set {', '.join(clash)} with pretrain.{clash[0]}, not "
@@ -71,5 +79,6 @@ PRETRAIN: dict[str, PretrainMethod | None] = {
         fixed={"rho": lambda cfg: cfg.rho}),
     "warmup": PretrainMethod(
         "warm-up to maximise reachable multistability (VAA*; double layers: partial)",
-        _lazy("stability.warmup", "warmup"), _lazy("stability.warmup", "check_warmup_args")),
+        _lazy("stability.warmup", "warmup"), _lazy("stability.warmup", "check_warmup_args"),
+        renamed={"batch": "batch_size"}),
 }

@@ -1,0 +1,40 @@
+"""Deprecated aliases of renamed options and classes: they work and name the new spelling."""
+import types
+import warnings
+
+import pytest
+
+from stablernn._deprecation import deprecated_aliases, rename_kwargs, renamed_kwargs
+
+
+@renamed_kwargs(batch="batch_size")
+def _f(x, *, batch_size=1):
+    """Returns its arguments."""
+    return x, batch_size
+
+
+def test_old_keyword_warns_and_maps_to_the_new_one():
+    assert _f(1, batch_size=3) == (1, 3)
+    with pytest.warns(DeprecationWarning, match=r"_f\(batch=\.\.\.\) is deprecated; use "
+                      r"batch_size=\.\.\. instead") as caught:
+        assert _f(1, batch=3) == (1, 3)
+    assert caught[0].filename == __file__  # points at the caller
+    with pytest.raises(TypeError, match="got both batch= .* and batch_size="):
+        _f(1, batch=3, batch_size=3)
+    assert _f.__doc__ == "Returns its arguments."
+
+
+def test_rename_kwargs_leaves_other_keywords_alone():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert rename_kwargs("g", {"a": 1}, {"batch": "batch_size"}) == {"a": 1}
+
+
+def test_old_class_name_is_served_with_a_warning():
+    module = types.ModuleType("demo")
+    module.NewReport = type("NewReport", (), {})
+    module.__getattr__ = deprecated_aliases(vars(module), {"Old": "NewReport"})
+    with pytest.warns(DeprecationWarning, match=r"demo\.Old is deprecated; use NewReport"):
+        assert module.Old is module.NewReport
+    with pytest.raises(AttributeError, match="has no attribute 'Missing'"):
+        _ = module.Missing
