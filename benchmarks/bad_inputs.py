@@ -245,10 +245,10 @@ BAD_NUMBERS = {"nan": "float('nan')", "inf": "float('inf')", "-1": "-1", "0": "0
 # (function call template with {v} for the bad value, argument kind)
 NUMERIC_ARGS = [
     ("radii(gru, x, k={v})", "int"), ("radii(gru, x, seed={v})", "int0"),
-    ("radii(gru, x, max_readout={v})", "int0"), ("radii(gru, x, steps=[{v}])", "index"),
+    ("radii(gru, x, max_readout={v})", "int0"), ("radii(gru, x, time_steps=[{v}])", "index"),
     ("lyapunov_exponents(gru, x, k={v})", "int"),
     ("lyapunov_exponents(gru, x, discard={v})", "int0"),
-    ("vaa(gru, x, steps={v})", "int"), ("vaa(gru, x, eps={v})", "float"),
+    ("vaa(gru, x, time_steps={v})", "int"), ("vaa(gru, x, eps={v})", "float"),
     ("lsc_pretrain(gru, x, lr={v}, steps=2)", "float"),
     ("lsc_pretrain(gru, x, rho={v}, steps=2)", "float"),
     ("lsc_pretrain(gru, x, steps={v})", "int"),
@@ -295,7 +295,7 @@ SPECIAL = {
     "lyapunov: NaN weight": "gru.weight_hh_l0.data[0, 0] = float('nan'); "
                             "expect_error(lambda: lyapunov_exponents(gru, x))",
     "vaa: NaN weight": "gru.weight_hh_l0.data[0, 0] = float('nan'); "
-                       "expect_error(lambda: vaa(gru, x, steps=50))",
+                       "expect_error(lambda: vaa(gru, x, time_steps=50))",
     "lsc_pretrain: NaN weight": "gru.weight_hh_l0.data[0, 0] = float('nan'); "
                                 "expect_error(lambda: lsc_pretrain(gru, x, steps=2))",
     "warmup: NaN weight": "dgru.cells[0].weight_hh.data[0, 0] = float('nan'); "
@@ -314,13 +314,13 @@ SPECIAL = {
     "radii: int inputs": "expect_error(lambda: radii(gru, torch.ones(4, 10, 3, dtype=torch.long)))",
     "radii: unknown estimator": "expect_error(lambda: radii(gru, x, estimator='nope'))",
     "radii: unknown kind": "expect_error(lambda: radii(gru, x, kinds=['nope']))",
-    "radii: step out of range": "expect_error(lambda: radii(gru, x, steps=[99]))",
+    "radii: step out of range": "expect_error(lambda: radii(gru, x, time_steps=[99]))",
     "radii: not an RNN": "expect_error(lambda: radii(torch.nn.Linear(3, 3), x))",
     "radii: batch_first=False follows the module": "check_batch_first('radii')",
     "lyapunov: batch_first=False follows the module": "check_batch_first('lyapunov_exponents')",
     "gradient_flow: empty batch": "expect_error(lambda: gradient_flow(gru, x[:0]))",
     "lyapunov: empty batch": "expect_error(lambda: lyapunov_exponents(gru, x[:0]))",
-    "vaa: empty batch": "expect_error(lambda: vaa(gru, x[:0], steps=50))",
+    "vaa: empty batch": "expect_error(lambda: vaa(gru, x[:0], time_steps=50))",
     "lsc_pretrain: empty inputs": "expect_error(lambda: lsc_pretrain(gru, x[:0], steps=2))",
     "lsc_pretrain: NaN inputs":
         "x[1, 2, 0] = float('nan'); expect_error(lambda: lsc_pretrain(gru, x, steps=2))",

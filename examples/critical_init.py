@@ -33,7 +33,7 @@ def main() -> None:
     cell = recurrent_layers(lstm)[0]
     burn = int(5 * pred["xi"]) + 30
     m = measure_m(cell, burn=burn, batch=8, probes=2)
-    xi = measure_xi(cell, steps=int(8 * pred["xi"]) + 10, burn=burn, pairs=8)
+    xi = measure_xi(cell, time_steps=int(8 * pred["xi"]) + 10, burn=burn, pairs=8)
     print(f"\nlayer 0, width {WIDTH}:   predicted     measured")
     print(f"  m = tr(J J^T)/N      {pred['m']:8.4f}   {m:10.4f}")
     print(f"  xi (steps)           {pred['xi']:8.2f}   {xi:10.2f}")

@@ -21,7 +21,7 @@ def main() -> None:
     torch.manual_seed(0)
     gru = torch.nn.GRU(8, 32, num_layers=3, batch_first=True)
     x = torch.randn(16, 40, 8)  # (B, T, D)
-    res = diagnose(gru, x, out, vaa_steps=1000)
+    res = diagnose(gru, x, out, vaa_time_steps=1000)
     print(res["radii_table"])
     flow = res["gradient_flow"]
     print(f"gradient growth: {flow['time_growth']:+.3f} per step back, "

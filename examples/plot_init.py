@@ -46,7 +46,7 @@ def simulated(label: str) -> np.ndarray:
         xi = predict(hp).xi
         burn = int(5 * xi) + 30
         out.append([measure_m(cell, burn=burn, probes=2),
-                    measure_xi(cell, steps=int(8 * xi) + 10, burn=burn, pairs=8)])
+                    measure_xi(cell, time_steps=int(8 * xi) + 10, burn=burn, pairs=8)])
     return np.array(out)
 
 

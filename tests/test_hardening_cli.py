@@ -107,7 +107,7 @@ CASES = {
     "unknown init option": (T + ["--init", "orthogonal", "--set", "init.options.foo=1"],
                             r"'orthogonal' has no option foo"),
     "identity init on a GRU": (T + ["--init", "identity", "--model", "gru"],
-                               r"'identity' applies to RNNCell .*GRUCell"),
+                               r"'identity' applies to RNNCell, IndRNNCell layers, got GRUCell"),
     "unknown pretrain option": (T + ["--pretrain", "lsc", "--set", "pretrain.options.foo=1"],
                                 r"option\(s\) foo; valid: .*steps"),
     "pretrain lr=Infinity": (T + ["--pretrain", "lsc", "--set", "pretrain.options.lr=Infinity"],
@@ -127,7 +127,7 @@ CASES = {
     "threads -1": (T + ["--threads", "-1"], r"run\.threads must be >= 0"),
     # diagnose
     "diagnose --batch 0": (["diagnose", "--run", "{w}/run", "--batch", "0"],
-                           r"batch must be an int >= 1, got 0"),
+                           r"batch_size must be an int >= 1, got 0"),
     "diagnose garbage model file": (["diagnose", "--model", "{w}/garbage.pt"],
                                     r"garbage\.pt is not a file torch\.load can read"),
     "diagnose pickle without --trust-pickle": (["diagnose", "--model", "{w}/evil.pt"],

@@ -89,7 +89,7 @@ CRASH_SCRIPT = textwrap.dedent("""
         "radii_krylov": lambda: radii(nan_gru(), x, estimator="krylov", k=4),
         "gradient_flow": lambda: gradient_flow(nan_gru(), x),
         "lyapunov": lambda: lyapunov_exponents(nan_gru(), x, k=3),
-        "vaa": lambda: vaa(nan_gru(), x, steps=10),
+        "vaa": lambda: vaa(nan_gru(), x, time_steps=10),
         "lsc": lambda: lsc_pretrain(nan_gru(), x, steps=3),
         "lsc_mlp": lambda: lsc_pretrain(nan_mlp(), x[:, 0], steps=3),
         "warmup": lambda: warmup(nan_gru(), x, steps=2, measure_steps=5),
@@ -153,7 +153,7 @@ def test_batch_first_false_radii_match_batch_first_twin():
 @pytest.mark.parametrize("fn", [
     lambda m, x: gradient_flow(m, x).norms,
     lambda m, x: lyapunov_exponents(m, x, k=3).per_sample,
-    lambda m, x: vaa(m, x, steps=30).counts,
+    lambda m, x: vaa(m, x, time_steps=30).counts,
     lambda m, x: vaa_star_layers(m, x, stabilisation=5),
     lambda m, x: torch.cat([torch.cat(list(s), -1) for s in trajectory(m, x)[-1]], -1),
     lambda m, x: torch.stack([mp.jacobian() for mp in maps_at(m, x, 3, kinds=["time"])]),
@@ -184,7 +184,7 @@ ANALYSES = {
     "radii": lambda m, x: radii(m, x),
     "gradient_flow": lambda m, x: gradient_flow(m, x),
     "lyapunov": lambda m, x: lyapunov_exponents(m, x, k=2),
-    "vaa": lambda m, x: vaa(m, x, steps=5),
+    "vaa": lambda m, x: vaa(m, x, time_steps=5),
     "lsc": lambda m, x: lsc_pretrain(m, x, steps=2),
     "warmup": lambda m, x: warmup(m, x, steps=2, measure_steps=5),
     "maps_at": lambda m, x: maps_at(m, x, 0),
@@ -430,7 +430,7 @@ def test_other_bad_inputs_get_clear_errors():
     with pytest.raises(TypeError, match="expected a LocalMap"):
         radius(torch.eye(3))
     with pytest.raises(TypeError, match="steps must be None or a non-empty list"):
-        radii(model, x, steps=[])
+        radii(model, x, time_steps=[])
     with pytest.raises(ValueError, match="max_readout must be an int >= 0"):
         radii(model, x, max_readout=-1)
     with pytest.raises(TypeError, match="kinds must be None"):
@@ -442,7 +442,7 @@ def test_other_bad_inputs_get_clear_errors():
     with pytest.raises(ValueError, match="eps must be finite"):
         vaa(model, x, eps=math.nan)
     with pytest.raises(TypeError, match="steps must be an int, got bool"):
-        vaa(model, x, steps=True)
+        vaa(model, x, time_steps=True)
     with pytest.raises(NonFiniteError, match="loss returned nan"):
         gradient_flow(model, x, loss=lambda y: y.sum() * math.nan)
     with pytest.raises(TypeError, match="loss must be None or a function"):
@@ -510,7 +510,7 @@ CALLS = {
     "radii": lambda m, x, kw: radii(m, x, **kw),
     "gradient_flow": lambda m, x, kw: gradient_flow(m, x, **kw),
     "lyapunov": lambda m, x, kw: lyapunov_exponents(m, x, **{"k": 2, **kw}),
-    "vaa": lambda m, x, kw: vaa(m, x, **{"steps": 5, **kw}),
+    "vaa": lambda m, x, kw: vaa(m, x, **{"time_steps": 5, **kw}),
     "lsc": lambda m, x, kw: lsc_pretrain(m, x, **{"steps": 2, "eval_steps": 1, **kw}),
     "warmup": lambda m, x, kw: warmup(m, x, **{"steps": 2, "measure_steps": 3, **kw}),
 }

@@ -239,7 +239,7 @@ def test_simulation_smoke_small_width():
     cell = LSTMCell(16, 32)
     apply_hyper(cell, _hyper("lstm"))
     assert 0.0 < measure_m(cell, burn=10, probes=1) < 2.0
-    assert measure_xi(cell, steps=10, burn=10, pairs=2) > 0.0
+    assert measure_xi(cell, time_steps=10, burn=10, pairs=2) > 0.0
 
 
 # ----------------------------------------------------------------------------- simulation
@@ -271,8 +271,8 @@ def test_calculator_matches_simulation_at_width_1024(name):
         cell = (LSTMCell if kind == "lstm" else GRUCell)(1024, 1024)
         apply_hyper(cell, hp)
     burn = int(5 * pred.xi) + 30
-    m = measure_m(cell, burn=burn, batch=8, probes=2)
-    xi = measure_xi(cell, steps=int(8 * pred.xi) + 10, burn=burn, pairs=16)
+    m = measure_m(cell, burn=burn, batch_size=8, probes=2)
+    xi = measure_xi(cell, time_steps=int(8 * pred.xi) + 10, burn=burn, pairs=16)
     print(f"{name}: m pred {pred.m:.4f} meas {m:.4f} | xi pred {pred.xi:.2f} meas {xi:.2f}")
     assert m == pytest.approx(pred.m, rel=0.10)
     assert xi == pytest.approx(pred.xi, rel=0.20)

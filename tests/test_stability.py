@@ -100,16 +100,16 @@ def test_vaa_is_one_over_n_for_contraction_and_one_for_identity():
     n, eye = 8, torch.eye(3, dtype=torch.float64)
     x = torch.randn(n, 6, 2, dtype=torch.float64)
     drive = torch.randn(3, 2, dtype=torch.float64)
-    report = vaa(DeepRNN([LinearCell(0.5 * eye, drive)]), x, steps=200)
+    report = vaa(DeepRNN([LinearCell(0.5 * eye, drive)]), x, time_steps=200)
     assert report.vaa == pytest.approx(1 / n) and report.attractors == 1
     # s' = s + B u translates every reachable state alike: nothing merges
-    report = vaa(DeepRNN([LinearCell(eye, drive)]), x, steps=200)
+    report = vaa(DeepRNN([LinearCell(eye, drive)]), x, time_steps=200)
     assert report.vaa == 1.0 and report.attractors == n
 
 
 def test_radii_report_on_torch_module_and_readout_skip():
     gru = nn.GRU(2, 6, num_layers=2, batch_first=True)
-    report = radii(gru, torch.randn(3, 4, 2), steps=[0, -1])
+    report = radii(gru, torch.randn(3, 4, 2), time_steps=[0, -1])
     assert report.steps == [0, 3] and set(report.values) == {"input", "time", "depth"}
     assert "depth        1" in report.table()
     wide = DeepRNN.build("gru", 2, 6, readout=101)
@@ -138,7 +138,7 @@ def test_bad_inputs_raise_clear_errors():
 def test_diagnose_writes_plots_and_json(tmp_path):
     torch.manual_seed(6)
     gru = nn.GRU(2, 6, num_layers=2, batch_first=True)
-    res = diagnose(gru, torch.randn(4, 8, 2), tmp_path / "d", vaa_steps=20, max_steps=3)
+    res = diagnose(gru, torch.randn(4, 8, 2), tmp_path / "d", vaa_time_steps=20, max_time_steps=3)
     for name in ("gradient_flow", "radii", "spectrum", "json"):
         assert (tmp_path / "d").joinpath(res["files"][name]).is_file()
     data = json.loads((tmp_path / "d" / "diagnostics.json").read_text())
@@ -149,7 +149,7 @@ def test_diagnose_writes_plots_and_json(tmp_path):
     assert isinstance(load_model(tmp_path / "model.pt", trust_pickle=True), nn.GRU)
     with pytest.warns(DeprecationWarning, match="diagnose_file is deprecated; use diagnose"):
         res = diagnose_file(tmp_path / "model.pt", tmp_path / "e", batch=3, seq_len=5,
-                            vaa_steps=10, plots=False, trust_pickle=True)
+                            vaa_time_steps=10, plots=False, trust_pickle=True)
     assert res["input_shape"] == [3, 5, 2]
     torch.save(gru.state_dict(), tmp_path / "sd.pt")
     with pytest.raises(TypeError, match="not a model"):
@@ -162,7 +162,7 @@ def test_diagnose_follows_batch_first_of_a_torch_module(tmp_path):
     tm = nn.GRU(2, 6, num_layers=2, batch_first=False)
     tm.load_state_dict(bf.state_dict())
     x = torch.randn(3, 9, 2)  # (B, T, D)
-    a = diagnose(bf, x, tmp_path / "a", vaa_steps=10, max_steps=3, plots=False)
-    b = diagnose(tm, x.transpose(0, 1), tmp_path / "b", vaa_steps=10, max_steps=3, plots=False)
+    a = diagnose(bf, x, tmp_path / "a", vaa_time_steps=10, max_time_steps=3, plots=False)
+    b = diagnose(tm, x.transpose(0, 1), tmp_path / "b", vaa_time_steps=10, max_time_steps=3, plots=False)
     assert a["input_shape"] == b["input_shape"] == [3, 9, 2]
     assert a["radii"] == b["radii"] and a["time_eigenvalues"] == b["time_eigenvalues"]

@@ -112,7 +112,7 @@ def test_cli_train_methods_smoke(tmp_path, capsys, flags, cell):
     assert main(["train", "--root", str(tmp_path), *sets, *flags]) == 0
     assert '"status": "completed"' in capsys.readouterr().out
     run = next(tmp_path.iterdir())
-    model, _ = load_trained(run, batch=2)
+    model, _ = load_trained(run, batch_size=2)
     assert type(model.cells[0]).__name__.endswith(cell)
 
 

@@ -117,7 +117,7 @@ def test_warmup_raises_vaa_of_a_two_layer_gru():
     report = warmup(model, x, steps=60, measure_steps=10000)
     assert report.vaa_before <= 2 / 32 and report.attractors_before <= 2
     assert report.vaa_after >= 0.5 and report.attractors_after >= 16
-    again = vaa(model, x, steps=10000)  # the report's numbers are the shared measure's
+    again = vaa(model, x, time_steps=10000)  # the report's numbers are the shared measure's
     assert again.vaa == pytest.approx(report.vaa_after)
     d = report.to_dict()
     assert d["measure_steps"] == 10000 and d["attractors_after"] == report.attractors_after

@@ -65,14 +65,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_diagnose(args: argparse.Namespace) -> int:
+    from .adapters import as_deep_rnn
     from .stability.diagnose import diagnose, load_model, random_inputs
     from .train.loop import load_trained
 
     if args.run:
-        model, x = load_trained(args.run, batch=args.batch)
-    else:
-        model = load_model(args.model, trust_pickle=args.trust_pickle)
-        x = random_inputs(model, args.batch, args.seq_len, args.seed)
+        model, x = load_trained(args.run, batch_size=args.batch_size)
+    else:  # as a batch-first stack: random_inputs are (batch, time, features) for any module
+        model = as_deep_rnn(load_model(args.model, trust_pickle=args.trust_pickle))
+        x = random_inputs(model, args.batch_size, args.seq_len, args.seed)
     result = diagnose(model, x, args.out or Path(args.run or ".") / "diagnose", seed=args.seed)
     print(result["radii_table"])
     print("\n".join(f"wrote {path}" for path in result["files"].values()))
@@ -139,7 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="allow --model to unpickle code: loading a whole model runs code stored "
                         "in the file, so use it only for files you trust")
     p.add_argument("--out", help="output folder (default: <run>/diagnose or ./diagnose)")
-    p.add_argument("--batch", type=int, default=16, help="sequences to analyse")
+    p.add_argument("--batch-size", "--batch", type=int, default=16, dest="batch_size",
+                   help="sequences to analyse (--batch: its former name)")
     p.add_argument("--seq-len", type=int, default=32, help="length of random inputs (--model)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--init", action="store_true",

@@ -97,20 +97,21 @@ class DeepRNN(nn.Module):
             input_size = cells[-1].output_size
         return cls(cells, dropout=dropout, readout=readout, readout_mode=readout_mode, fused=fused)
 
-    def _layers(self) -> list[Cell]:
-        """``self.cells`` as the cells they are (checked when the stack was built)."""
+    @property
+    def layers(self) -> list[Cell]:
+        """The cells, bottom first, typed as cells (``self.cells`` is their ``nn.ModuleList``)."""
         return cast("list[Cell]", list(self.cells))
 
     @property
     def input_size(self) -> int:
-        return self._layers()[0].input_size
+        return self.layers[0].input_size
 
     @property
     def num_layers(self) -> int:
         return len(self.cells)
 
     def initial_state(self, batch: int, *, device=None, dtype=None) -> list[State]:
-        return [c.initial_state(batch, device=device, dtype=dtype) for c in self._layers()]
+        return [c.initial_state(batch, device=device, dtype=dtype) for c in self.layers]
 
     def forward(self, x: Tensor, state: Sequence[State] | None = None) -> tuple[Tensor, list]:
         """Run the stack; returns ``(y, states)`` with ``states`` the final state per layer.
@@ -126,14 +127,14 @@ class DeepRNN(nn.Module):
             if not isinstance(state, (list, tuple)) or len(state) != self.num_layers:
                 got = len(state) if isinstance(state, (list, tuple)) else type(state).__name__
                 raise ValueError(f"got {got} layer states for {self.num_layers} layers")
-            cells = self._layers()
+            cells = self.layers
             for i, (cell, s) in enumerate(zip(cells, state, strict=True)):
                 check_state(cell, s, x.shape[0], x, name=f"state[{i}]")
             # plain tuples too
             state = [cell.State(*s) for cell, s in zip(cells, state, strict=True)]
-        kernel = stack_kernel(self._layers()) if self.fused else None
+        kernel = stack_kernel(self.layers) if self.fused else None
         if kernel is not None:
-            h, states = fused_sequence(kernel, self._layers(), x, state, dropout=self.dropout,
+            h, states = fused_sequence(kernel, self.layers, x, state, dropout=self.dropout,
                                        training=self.training)
         else:
             with parametrize.cached():  # parametrised weights built once per forward
@@ -144,7 +145,7 @@ class DeepRNN(nn.Module):
         check_input(x, self.input_size)
         if x.shape[1] == 0:
             raise ValueError(f"x has no time steps (shape {tuple(x.shape)}); need T >= 1")
-        ref = self._layers()[0]._ref()
+        ref = self.layers[0]._ref()
         if x.dtype != ref.dtype or x.device != ref.device:
             raise TypeError(f"x is {x.dtype} on {x.device} but the model's weights are "
                             f"{ref.dtype} on {ref.device}; convert one with .to(...)")
@@ -157,7 +158,7 @@ class DeepRNN(nn.Module):
 
     def _forward_loop(self, x: Tensor, state: Sequence[State]) -> tuple[Tensor, list]:
         states = []
-        for i, (cell, s) in enumerate(zip(self._layers(), state, strict=True)):
+        for i, (cell, s) in enumerate(zip(self.layers, state, strict=True)):
             if i > 0 and self.dropout:
                 x = nn.functional.dropout(x, self.dropout, self.training)
             x, s = cell.forward_sequence(x, s)

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .._checks import check_float, check_int, check_seed
+from .._deprecation import renamed_kwargs
 from .critical import cell_kind
 
 
@@ -74,24 +75,27 @@ def _run(cell, state, steps: int, q_x: float, gen: torch.Generator):
     return state, o_prev
 
 
-def measure_m(cell, *, q_x: float = 1.0, batch: int = 8, burn: int = 200, probes: int = 4,
+@renamed_kwargs(batch="batch_size")
+def measure_m(cell, *, q_x: float = 1.0, batch_size: int = 8, burn: int = 200, probes: int = 4,
               seed: int = 0) -> float:
     """Measured mean squared singular value ``tr(J J^T)/N`` of a cell at stationarity.
 
     Args:
         cell: an ``LSTMCell`` or ``GRUCell``.
         q_x: mean square of the i.i.d. Gaussian inputs.
-        batch: independent chains; burn: steps to reach stationarity; probes: steps measured.
+        batch_size: independent chains (``batch``: its deprecated name).
+        burn: time steps to reach stationarity; probes: time steps measured.
         seed: seed of the inputs and probe vectors.
 
     Returns:
-        The Hutchinson estimate averaged over ``batch x probes`` states.
+        The Hutchinson estimate averaged over ``batch_size x probes`` states.
 
     Example:
         >>> from stablernn import GRUCell
         >>> m = measure_m(GRUCell(16, 64), burn=20, probes=1)
     """
-    _check(cell, q_x=q_x, seed=seed, batch=batch, burn=burn, probes=probes)
+    batch = batch_size
+    _check(cell, q_x=q_x, seed=seed, batch_size=batch, burn=burn, probes=probes)
     gen = torch.Generator().manual_seed(seed)
     state, o_prev = _run(cell, cell.initial_state(batch), burn, q_x, gen)
     total = 0.0
@@ -107,15 +111,16 @@ def measure_m(cell, *, q_x: float = 1.0, batch: int = 8, burn: int = 200, probes
 
 
 @torch.no_grad()
-def correlation_curve(cell, steps: int, *, q_x: float = 1.0, c_x: float = 0.0, pairs: int = 8,
+def correlation_curve(cell, time_steps: int, *, q_x: float = 1.0, c_x: float = 0.0,
+                      pairs: int = 8,
                       burn: int = 200, seed: int = 0) -> np.ndarray:
-    """``corr_t`` for ``t = 0..steps`` of two copies split at a common stationary state."""
-    _check(cell, q_x=q_x, c_x=c_x, seed=seed, steps=steps, pairs=pairs, burn=burn)
+    """``corr_t`` for ``t = 0..time_steps`` of two copies split at a common stationary state."""
+    _check(cell, q_x=q_x, c_x=c_x, seed=seed, time_steps=time_steps, pairs=pairs, burn=burn)
     gen = torch.Generator().manual_seed(seed)
     state, _ = _run(cell, cell.initial_state(pairs), burn, q_x, gen)
     state = type(state)(*(torch.cat([s, s]) for s in state))  # (2P, N): copies a then b
     curve = []
-    for _ in range(steps + 1):
+    for _ in range(time_steps + 1):
         s = _key(cell, state)
         a, b = s[:pairs], s[pairs:]
         curve.append(float((a * b).mean() / (0.5 * (a * a + b * b).mean())))
@@ -138,13 +143,15 @@ def decay_time(curve: np.ndarray, *, lo: float = 0.1, hi: float = 0.9) -> float:
     return math.inf if slope >= 0 else -1.0 / slope
 
 
-def measure_xi(cell, *, steps: int, q_x: float = 1.0, c_x: float = 0.0, pairs: int = 8,
+@renamed_kwargs(steps="time_steps")
+def measure_xi(cell, *, time_steps: int, q_x: float = 1.0, c_x: float = 0.0, pairs: int = 8,
                burn: int = 200, seed: int = 0) -> float:
     """Measured correlation time scale ``xi`` of a cell (see the module docstring).
 
     Args:
         cell: an ``LSTMCell`` or ``GRUCell``.
-        steps: length of the two-copy run (about ``8 xi``).
+        time_steps: length of the two-copy run (about ``8 xi``; ``steps``: its deprecated
+            name).
         q_x, c_x: input mean square and the two sequences' correlation.
         pairs: independent pairs of copies; burn: steps to stationarity; seed: input seed.
 
@@ -153,7 +160,7 @@ def measure_xi(cell, *, steps: int, q_x: float = 1.0, c_x: float = 0.0, pairs: i
 
     Example:
         >>> from stablernn import GRUCell
-        >>> xi = measure_xi(GRUCell(16, 64), steps=20, burn=20)
+        >>> xi = measure_xi(GRUCell(16, 64), time_steps=20, burn=20)
     """
-    return decay_time(correlation_curve(cell, steps, q_x=q_x, c_x=c_x, pairs=pairs, burn=burn,
+    return decay_time(correlation_curve(cell, time_steps, q_x=q_x, c_x=c_x, pairs=pairs, burn=burn,
                                         seed=seed))

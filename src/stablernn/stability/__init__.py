@@ -1,9 +1,9 @@
 """Stability diagnostics and the methods that fix them: radii, gradient flow, Lyapunov
 exponents, VAA, LSC pre-training and warm-up.
 
-docs/algorithms.md section 1; the method follows Herranz-Celotti & Rouat (arXiv 2308.12075, section 2) and,
-for VAA, Lambrechts et al. (arXiv 2106.01001). Every method sees a model only through
-:class:`LocalMap` objects (:mod:`.local_maps`), measured by the strategies of
+docs/algorithms.md section 1; the method follows Herranz-Celotti & Rouat (arXiv 2308.12075,
+section 2) and, for VAA, Lambrechts et al. (arXiv 2106.01001). Every method sees a model only
+through :class:`LocalMap` objects (:mod:`.local_maps`), measured by the strategies of
 :mod:`.estimators` with the solvers of :mod:`.eigen` (docs/diagnostics.md, "How the code is
 organised"). This namespace holds what a user calls; helpers stay in their modules.
 """
@@ -16,21 +16,21 @@ from typing import Any
 from .diagnose import diagnose, load_model
 from .eigen import NonFiniteError
 from .estimators import Estimator, radius, radius_all
-from .flow import GradientFlow, gradient_flow
+from .flow import GradientFlowReport, gradient_flow
 from .local_maps import Kind, LocalMap, local_maps, maps_at, trajectory
 from .lsc import LSCReport, lsc_pretrain
-from .lyapunov import LyapunovSpectrum, lyapunov_exponents
+from .lyapunov import LyapunovReport, lyapunov_exponents
 from .radii import RadiiReport, radii
 from .vaa import VAAReport, count_clusters, vaa
 from .warmup import WarmupReport, warmup
 
 __all__ = [
     "Estimator",
-    "GradientFlow",
+    "GradientFlowReport",
     "Kind",
     "LSCReport",
     "LocalMap",
-    "LyapunovSpectrum",
+    "LyapunovReport",
     "NonFiniteError",
     "RadiiReport",
     "VAAReport",
@@ -64,8 +64,17 @@ _MOVED = {
 }
 
 
+# result classes renamed to *Report (docs/architecture.md, "Conventions")
+_RENAMED = {"GradientFlow": "GradientFlowReport", "LyapunovSpectrum": "LyapunovReport"}
+
+
 def __getattr__(name: str) -> Any:
-    """The helpers in ``_MOVED``, with a DeprecationWarning naming their module."""
+    """The helpers in ``_MOVED`` and the old names in ``_RENAMED``, with a DeprecationWarning
+    naming where they are now."""
+    if name in _RENAMED:
+        warnings.warn(f"stablernn.stability.{name} is deprecated; use {_RENAMED[name]}",
+                      DeprecationWarning, stacklevel=2)
+        return globals()[_RENAMED[name]]
     if name not in _MOVED:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     home = _MOVED[name]

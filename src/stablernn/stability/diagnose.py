@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from .._checks import check_int, check_seed
+from .._deprecation import renamed_kwargs
 from .._io import atomic_write_text, check_folder
 from ..adapters import as_deep_rnn
 from ..plotting import new_figure
@@ -86,9 +87,10 @@ def _write_plots(out: Path, report, flow, spectrum, result: dict) -> dict[str, s
     return {k: str(v) for k, v in files.items()}
 
 
+@renamed_kwargs(max_steps="max_time_steps", vaa_steps="vaa_time_steps")
 def diagnose(model: nn.Module, x: Tensor, out_dir: str | os.PathLike, *,
              loss: Callable[[Tensor], Tensor] | None = None, estimator: str = "auto",
-             max_steps: int = 8, lyapunov_k: int = 8, vaa_steps: int = 1000,
+             max_time_steps: int = 8, lyapunov_k: int = 8, vaa_time_steps: int = 1000,
              seed: int = 0, plots: bool = True) -> dict[str, Any]:
     """Run every diagnostic on ``model`` and ``x``; write plots and ``diagnostics.json``.
 
@@ -99,9 +101,10 @@ def diagnose(model: nn.Module, x: Tensor, out_dir: str | os.PathLike, *,
             ``spectrum.png`` and ``diagnostics.json``.
         loss: for the gradient flow (default: last step's outputs, batch mean).
         estimator: radius estimator (see :func:`stablernn.stability.radius`).
-        max_steps: radii are measured at this many evenly spaced steps.
+        max_time_steps: radii are measured at this many evenly spaced time steps.
         lyapunov_k: number of Lyapunov exponents (capped at the state width).
-        vaa_steps: constant-input steps of the VAA measure (the paper's measure uses 10000).
+        vaa_time_steps: constant-input time steps of the VAA measure (the paper's measure uses
+            10000). ``max_steps`` and ``vaa_steps`` are the deprecated names of these two.
         seed: seeds every estimator.
         plots: write the PNG files (needs matplotlib; skipped with a note when missing).
 
@@ -117,17 +120,17 @@ def diagnose(model: nn.Module, x: Tensor, out_dir: str | os.PathLike, *,
         >>> print(res["radii_table"])  # doctest: +SKIP
     """
     model, x = prepare(model, x)  # follows a torch module's batch_first; finite weights
-    for name, value in (("max_steps", max_steps), ("lyapunov_k", lyapunov_k),
-                        ("vaa_steps", vaa_steps)):
+    for name, value in (("max_time_steps", max_time_steps), ("lyapunov_k", lyapunov_k),
+                        ("vaa_time_steps", vaa_time_steps)):
         check_int(name, value)
     out = check_folder(out_dir)
-    n = sum(c.state_size for c in model.cells)
-    report = radii(model, x, estimator=estimator, steps=_even_steps(x.shape[1], max_steps),
-                   seed=seed)
+    n = sum(c.state_size for c in model.layers)
+    report = radii(model, x, estimator=estimator,
+                   time_steps=_even_steps(x.shape[1], max_time_steps), seed=seed)
     flow = gradient_flow(model, x, loss)
     spectrum = lyapunov_exponents(model, x, k=min(n, lyapunov_k), seed=seed)
-    multi = vaa(model, x, steps=vaa_steps, seed=seed)
-    result = {"input_shape": list(x.shape), "layers": model.num_layers,
+    multi = vaa(model, x, time_steps=vaa_time_steps, seed=seed)
+    result: dict[str, Any] = {"input_shape": list(x.shape), "layers": model.num_layers,
               "cells": [type(c).__name__ for c in model.cells], "radii": report.to_dict(),
               "radii_table": report.table(), "gradient_flow": flow.to_dict(),
               "lyapunov": spectrum.to_dict(), "vaa": multi.to_dict(),
@@ -199,13 +202,16 @@ def _needs_trust(path: Path) -> ValueError:
                       f"if you trust the file, pass --trust-pickle (trust_pickle=True)")
 
 
-def random_inputs(model: nn.Module, batch: int = 16, seq_len: int = 32, seed: int = 0) -> Tensor:
-    """Seeded standard-normal inputs ``(batch, seq_len, D)`` on the model's device and dtype.
+@renamed_kwargs(batch="batch_size")
+def random_inputs(model: nn.Module, batch_size: int = 16, seq_len: int = 32,
+                  seed: int = 0) -> Tensor:
+    """Seeded standard-normal inputs ``(batch_size, seq_len, D)`` on the model's device and
+    dtype (``batch`` is the deprecated name of ``batch_size``).
 
     Raises:
-        ValueError, TypeError: ``batch`` or ``seq_len`` < 1, ``seed`` < 0, or not ints.
+        ValueError, TypeError: ``batch_size`` or ``seq_len`` < 1, ``seed`` < 0, or not ints.
     """
-    batch, seq_len = check_int("batch", batch), check_int("seq_len", seq_len)
+    batch, seq_len = check_int("batch_size", batch_size), check_int("seq_len", seq_len)
     seed = check_seed(seed)
     model = as_deep_rnn(model)
     p = next(model.parameters())

@@ -16,12 +16,13 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .._deprecation import deprecated_aliases
 from ..cells.base import flatten_state, unflatten_state
 from ..plotting import new_axes
 from .eigen import NonFiniteError
 from .local_maps import check_finite_state, prepare
 
-__all__ = ["GradientFlow", "default_loss", "gradient_flow"]
+__all__ = ["GradientFlowReport", "default_loss", "gradient_flow"]
 
 
 def default_loss(y: Tensor) -> Tensor:
@@ -47,7 +48,7 @@ def _slope(y: Tensor, x: Tensor) -> Tensor:
 
 
 @dataclass
-class GradientFlow:
+class GradientFlowReport:
     """``||dLoss/ds[l, t]||`` on the grid and its growth rates.
 
     Attributes:
@@ -106,18 +107,18 @@ def _grid_states(model, x: Tensor) -> tuple[list[list[Tensor]], Tensor]:
     tops = []
     for t in range(T):
         h = x[:, t]
-        for l, cell in enumerate(model.cells):
-            s = cell.step(h, unflatten_state(prev[l], cell))
-            prev[l] = flatten_state(s)  # the very tensor later steps read: its grad is total
-            grid[l].append(prev[l])
-            h = cell.output(h, unflatten_state(prev[l], cell))
+        for layer, cell in enumerate(model.layers):
+            s = cell.step(h, unflatten_state(prev[layer], cell))
+            prev[layer] = flatten_state(s)  # the very tensor later steps read: its grad is total
+            grid[layer].append(prev[layer])
+            h = cell.output(h, unflatten_state(prev[layer], cell))
         check_finite_state([(p,) for p in prev], t)
         tops.append(h)
     return grid, torch.stack(tops, 1)  # T x (B, H) -> (B, T, H)
 
 
 def gradient_flow(model: nn.Module, x: Tensor,
-                  loss: Callable[[Tensor], Tensor] | None = None) -> GradientFlow:
+                  loss: Callable[[Tensor], Tensor] | None = None) -> GradientFlowReport:
     """Norm of the loss gradient at every node of the depth x time grid.
 
     Args:
@@ -127,7 +128,7 @@ def gradient_flow(model: nn.Module, x: Tensor,
             batch-first) to a scalar; default :func:`default_loss` (last step, batch mean).
 
     Returns:
-        A :class:`GradientFlow` with ``norms`` of shape ``(L, T)``; ``.plot()`` draws the
+        A :class:`GradientFlowReport` with ``norms`` of shape ``(L, T)``; ``.plot()`` draws the
         heat-map.
 
     Raises:
@@ -163,9 +164,12 @@ def gradient_flow(model: nn.Module, x: Tensor,
     return _with_rates(norms)
 
 
-def _with_rates(norms: Tensor) -> GradientFlow:
+def _with_rates(norms: Tensor) -> GradientFlowReport:
     L, T = norms.shape
     logs = _log(norms)
     back = torch.arange(T - 1, -1, -1, dtype=torch.float64)  # steps back from the last one
     down = torch.arange(L - 1, -1, -1, dtype=torch.float64)  # layers down from the top
-    return GradientFlow(norms, _slope(logs, back), _slope(logs.T, down))
+    return GradientFlowReport(norms, _slope(logs, back), _slope(logs.T, down))
+
+
+__getattr__ = deprecated_aliases(globals(), {"GradientFlow": "GradientFlowReport"})

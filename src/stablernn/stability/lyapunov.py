@@ -10,24 +10,25 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
 from torch.func import jvp, vmap
 
 from .._checks import check_int, check_seed
+from .._deprecation import deprecated_aliases
 from ..cells.base import flatten_state, unflatten_state
 from ..plotting import new_axes
 from ..stack import DeepRNN
 from .eigen import NonFiniteError, check_k, generator
 from .local_maps import _ensure_jvp, prepare
 
-__all__ = ["LyapunovSpectrum", "lyapunov_exponents", "stacked_step"]
+__all__ = ["LyapunovReport", "lyapunov_exponents", "stacked_step"]
 
 
 @dataclass
-class LyapunovSpectrum:
+class LyapunovReport:
     """The ``k`` largest Lyapunov exponents (natural log per step), largest first.
 
     Attributes:
@@ -61,11 +62,11 @@ class LyapunovSpectrum:
 def stacked_step(model: DeepRNN, x_t: Tensor) -> Callable[[Tensor], Tensor]:
     """The full-stack step ``S[t-1] -> S[t]`` on all layers' flat states concatenated
     ``(B, N)``, at input ``x_t``; a pure function for ``torch.func``."""
-    sizes = [c.state_size for c in model.cells]
+    sizes = [c.state_size for c in model.layers]
 
     def fn(flat: Tensor) -> Tensor:
         parts = torch.split(flat, sizes, dim=-1)
-        states = [unflatten_state(p, c) for p, c in zip(parts, model.cells)]
+        states = [unflatten_state(p, c) for p, c in zip(parts, model.layers, strict=True)]
         return torch.cat([flatten_state(s) for s in model.step(x_t, states)[1]], -1)
 
     return fn
@@ -74,7 +75,8 @@ def stacked_step(model: DeepRNN, x_t: Tensor) -> Callable[[Tensor], Tensor]:
 def _qr_step(fn: Callable[[Tensor], Tensor], s: Tensor, q: Tensor,
              t: int = 0) -> tuple[Tensor, Tensor, Tensor]:
     """New state, re-orthonormalised tangents ``(B, N, k)`` and ``log|diag R|`` ``(B, k)``."""
-    out, jq = vmap(lambda v: jvp(fn, (s,), (v,)), in_dims=2, out_dims=(0, 2))(q)
+    pair = vmap(lambda v: jvp(fn, (s,), (v,)), in_dims=2, out_dims=(0, 2))(q)
+    out, jq = cast("tuple[Tensor, Tensor]", pair)  # jvp's (outputs, tangents)
     if not (bool(torch.isfinite(out[0]).all()) and bool(torch.isfinite(jq).all())):
         raise NonFiniteError(f"the state or its tangents became NaN/Inf at step {t} although "
                              f"the weights and inputs are finite: the dynamics overflow")
@@ -83,7 +85,7 @@ def _qr_step(fn: Callable[[Tensor], Tensor], s: Tensor, q: Tensor,
 
 
 def lyapunov_exponents(model: nn.Module, x: Tensor, k: int | None = None, *,
-                       discard: int = 0, seed: int = 0) -> LyapunovSpectrum:
+                       discard: int = 0, seed: int = 0) -> LyapunovReport:
     """The ``k`` largest Lyapunov exponents along the trajectory driven by ``x``.
 
     Args:
@@ -95,7 +97,7 @@ def lyapunov_exponents(model: nn.Module, x: Tensor, k: int | None = None, *,
         seed: seeds the initial orthonormal basis.
 
     Returns:
-        A :class:`LyapunovSpectrum` (natural log per step, largest first).
+        A :class:`LyapunovReport` (natural log per step, largest first).
 
     Raises:
         ValueError: ``k`` larger than the state, ``discard >= T``, NaN/Inf weights, bad or
@@ -110,7 +112,7 @@ def lyapunov_exponents(model: nn.Module, x: Tensor, k: int | None = None, *,
     """
     model, x = prepare(model, x)
     B, T, _ = x.shape
-    n = sum(c.state_size for c in model.cells)
+    n = sum(c.state_size for c in model.layers)
     k = check_k(k, n, default=16, what="exponents",
                 width="dimensions, all layers together")
     discard = check_int("discard", discard, low=0)
@@ -127,4 +129,7 @@ def lyapunov_exponents(model: nn.Module, x: Tensor, k: int | None = None, *,
             s, q, logs = _qr_step(stacked_step(model, x[:, t]), s, q, t)
             total += logs if t >= discard else 0
     per_sample = (total / (T - discard)).sort(-1, descending=True).values
-    return LyapunovSpectrum(per_sample.mean(0).cpu(), per_sample.cpu(), T - discard)
+    return LyapunovReport(per_sample.mean(0).cpu(), per_sample.cpu(), T - discard)
+
+
+__getattr__ = deprecated_aliases(globals(), {"LyapunovSpectrum": "LyapunovReport"})

@@ -13,6 +13,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from .._checks import check_int
+from .._deprecation import renamed_kwargs
 from ..plotting import new_axes
 from ..stack import DeepRNN
 from .estimators import Estimator, check_estimator_options, radius_all
@@ -58,12 +59,14 @@ class RadiiReport:
         """A plain-text table (what ``stablernn diagnose`` prints)."""
         lines = [f"radii ({self.estimator}, {len(self.steps)} steps, batch mean)",
                  f"{'kind':8s} {'layer':>5s} {'mean':>9s} {'min':>9s} {'max':>9s}"]
-        lines += [f"{k:8s} {l:5d} {m:9.4f} {lo:9.4f} {hi:9.4f}" for k, l, m, lo, hi in self.rows()]
+        lines += [f"{k:8s} {layer:5d} {m:9.4f} {lo:9.4f} {hi:9.4f}"
+                  for k, layer, m, lo, hi in self.rows()]
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
         return {"estimator": self.estimator, "steps": list(self.steps),
-                "values": {k: {str(l): v for l, v in d.items()} for k, d in self.values.items()}}
+                "values": {k: {str(layer): v for layer, v in d.items()}
+                           for k, d in self.values.items()}}
 
     def plot(self, ax: Any = None) -> Any:
         """Radius against step, one line per kind and layer; returns the axes."""
@@ -98,11 +101,12 @@ def radii_at(model: DeepRNN, x: Tensor, states: list, t: int, estimator: str,
     maps = _local_maps(model, x[:, t], states, kinds, max_readout)
     return [(m.kind, m.layer, float(r.mean()))
             for m, r in zip(maps, radius_all(maps, estimator, seed=seed, k=k,  # k capped per map
-                                             restarts=restarts, warm=warm))]
+                                             restarts=restarts, warm=warm), strict=True)]
 
 
+@renamed_kwargs(steps="time_steps")
 def radii(model: nn.Module, x: Tensor, *, estimator: str = "auto",
-          kinds: Sequence[str] | None = None, steps: Sequence[int] | None = None,
+          kinds: Sequence[str] | None = None, time_steps: Sequence[int] | None = None,
           seed: int = 0, k: int | None = None, max_readout: int = MAX_READOUT) -> RadiiReport:
     """Radius of every local Jacobian (time, depth, input, readout) per layer and step.
 
@@ -111,7 +115,8 @@ def radii(model: nn.Module, x: Tensor, *, estimator: str = "auto",
         x: inputs ``(B, T, D)``; ``(T, B, D)`` for a torch module with ``batch_first=False``.
         estimator: "auto", "exact", "krylov", "spectral_norm" or "msv" (see :func:`radius`).
         kinds: subset of the four kinds (default all).
-        steps: 0-based steps to analyse (default every step).
+        time_steps: 0-based time steps to analyse (default every step; ``steps`` is its
+            deprecated name).
         seed: seeds the estimators and square subsets.
         k: Krylov dimension (krylov), capped at each map's width.
         max_readout: skip readouts with more outputs than this.
@@ -133,7 +138,7 @@ def radii(model: nn.Module, x: Tensor, *, estimator: str = "auto",
     """
     net, x = prepare(model, x)
     est = parse_enum(Estimator, estimator, "estimator").value
-    chosen = _steps(steps, x.shape[1])
+    chosen = _steps(time_steps, x.shape[1])
     want = _parse_kinds(kinds)
     check_estimator_options(k=k, seed=seed)
     check_int("max_readout", max_readout, low=0)

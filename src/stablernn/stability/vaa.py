@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from .._checks import check_int, check_positive, check_seed
+from .._deprecation import renamed_kwargs
 from ..cells.base import flatten_state
 from ..plotting import new_axes
 from .eigen import generator
@@ -87,8 +88,8 @@ def reachable_states(model, x: Tensor, cut: Tensor) -> list[tuple]:
         seen.append(states)
     rows = torch.arange(n, device=x.device)
     out = []
-    for l, cell in enumerate(model.cells):
-        fields = zip(*(s[l] for s in seen))  # per field: c_max x (n, w)
+    for layer, cell in enumerate(model.layers):
+        fields = zip(*(s[layer] for s in seen), strict=True)  # per field: c_max x (n, w)
         out.append(cell.State(*(torch.stack(f)[cut - 1, rows] for f in fields)))
     return out
 
@@ -100,7 +101,8 @@ def _reachable(model, x: Tensor, gen: torch.Generator) -> list:
         return reachable_states(model, x, cut)
 
 
-def vaa(model: nn.Module, x: Tensor, *, steps: int = 10000, eps: float = 1e-4,
+@renamed_kwargs(steps="time_steps")
+def vaa(model: nn.Module, x: Tensor, *, time_steps: int = 10000, eps: float = 1e-4,
         seed: int = 0) -> VAAReport:
     """VAA measure and attractor count of the states reachable from ``x``.
 
@@ -108,7 +110,8 @@ def vaa(model: nn.Module, x: Tensor, *, steps: int = 10000, eps: float = 1e-4,
         model: a DeepRNN or a torch.nn.RNN/LSTM/GRU.
         x: ``n`` input sequences ``(n, T, D)`` (the paper uses n = 32); ``(T, n, D)`` for a
             torch module with ``batch_first=False``.
-        steps: constant-input steps (the paper's 10000).
+        time_steps: constant-input time steps (the paper's 10000; ``steps`` is its deprecated
+            name).
         eps: distance under which two final states are the same attractor.
         seed: seeds the prefix lengths and the constant input ``u ~ N(0, I)``.
 
@@ -119,22 +122,23 @@ def vaa(model: nn.Module, x: Tensor, *, steps: int = 10000, eps: float = 1e-4,
     (never close to another), so it counts as kept memory.
 
     Raises:
-        ValueError: NaN/Inf weights, bad or empty ``x``, ``steps < 1``, ``eps`` not finite > 0.
+        ValueError: NaN/Inf weights, bad or empty ``x``, ``time_steps < 1``, ``eps`` not finite > 0.
         TypeError: not a recurrent model; an option of the wrong kind.
 
     Example:
-        >>> report = vaa(torch.nn.GRU(2, 8, batch_first=True), torch.randn(16, 10, 2), steps=200)
+        >>> report = vaa(torch.nn.GRU(2, 8, batch_first=True), torch.randn(16, 10, 2),
+        ...              time_steps=200)
         >>> 1 / 16 <= report.vaa <= 1
         True
     """
     model, x = prepare(model, x)
-    steps = check_int("steps", steps)
+    time_steps = check_int("time_steps", time_steps)
     eps = check_positive("eps", eps)
     gen = generator(check_seed(seed))
     with torch.no_grad():
         states = _reachable(model, x, gen)
         u = torch.randn(x.shape[-1], generator=gen).to(x).expand(x.shape[0], -1)  # shared
-        for _ in range(steps):
+        for _ in range(time_steps):
             states = model.step(u, states)[1]
         z = torch.cat([flatten_state(s) for s in states], -1)  # (n, N), all layers
         # the matmul form of cdist loses ~sqrt(float eps) * |z|: far too coarse for eps = 1e-4
@@ -143,4 +147,4 @@ def vaa(model: nn.Module, x: Tensor, *, steps: int = 10000, eps: float = 1e-4,
         close |= torch.eye(len(z), dtype=torch.bool, device=z.device)
     counts = close.sum(1)
     return VAAReport(float((1.0 / counts.double()).mean()), count_clusters(close), len(z),
-                     steps, eps, counts.cpu())
+                     time_steps, eps, counts.cpu())

@@ -466,7 +466,7 @@ class _Source:
 
     def measure_after(self) -> VAAReport | None:
         o = self.opts
-        return vaa(self.net, self.held, steps=o.measure_steps, eps=o.eps, seed=o.seed) \
+        return vaa(self.net, self.held, time_steps=o.measure_steps, eps=o.eps, seed=o.seed) \
             if o.measure_steps else None
 
     def update(self, k: int, budget: TimeBudget) -> dict[str, Any]:

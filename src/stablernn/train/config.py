@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..errors import ConfigError
+
 
 @dataclass
 class TaskConfig:
@@ -132,10 +134,6 @@ SCHEDULES = ("constant", "cosine", "linear")
 TASK_SIZES = ("full", "smoke")
 DEVICE_TYPES = ("cpu", "cuda", "mps")
 NON_FINITE = {"nan", "+nan", "-nan", "inf", "+inf", "-inf", "infinity", "+infinity", "-infinity"}
-
-
-class ConfigError(ValueError):
-    """A configuration that cannot run (one clear line; the CLI exits with code 2)."""
 
 
 def _field_type(obj: Any, name: str) -> Any:

@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from .._checks import check_int
+from .._deprecation import renamed_kwargs
 from .._io import atomic_save
 from .._transaction import transaction
 from ..experiments.rundir import (
@@ -338,14 +339,17 @@ def _clone(state: dict) -> dict:
     return {k: v.detach().clone() for k, v in state.items()}
 
 
-def load_trained(run_dir: str | Path, *, batch: int = 16) -> tuple[DeepRNN, Tensor]:
-    """The best model of a finished run and ``batch`` test inputs of its task.
+@renamed_kwargs(batch="batch_size")
+def load_trained(run_dir: str | Path, *, batch_size: int = 16) -> tuple[DeepRNN, Tensor]:
+    """The best model of a finished run and ``batch_size`` test inputs of its task (``batch`` is
+    the deprecated name of ``batch_size``).
 
     Raises:
         FileNotFoundError: not a finished run directory.
-        ValueError: ``batch < 1``, or a damaged config.json / model.pt (named, with the fix).
+        ValueError: ``batch_size < 1``, or a damaged config.json / model.pt (named, with the
+            fix).
     """
-    batch = check_int("batch", batch)
+    batch = check_int("batch_size", batch_size)
     run = RunDir(run_dir)
     config, weights = run.file(CONFIG), run.file(MODEL)
     if not config.is_file() or not weights.is_file():

@@ -146,7 +146,7 @@ def plot_flow(run: dict, path: str | Path, *, title: str = "", batch: int = 8) -
     from ...stability import gradient_flow
     from ...train.loop import load_trained
 
-    model, x = load_trained(run["path"], batch=batch)  # x: (batch, T, D) test inputs
+    model, x = load_trained(run["path"], batch_size=batch)  # x: (batch, T, D) test inputs
     fig = new_figure((6.0, 3.0))
     gradient_flow(model, x).plot(fig.add_subplot(), title=title or None)
     fig.savefig(path, dpi=120)
