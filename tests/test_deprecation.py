@@ -38,3 +38,35 @@ def test_old_class_name_is_served_with_a_warning():
         assert module.Old is module.NewReport
     with pytest.raises(AttributeError, match="has no attribute 'Missing'"):
         _ = module.Missing
+
+
+def test_library_renames_keep_the_old_spellings_with_the_same_results():
+    """Each renamed public option gives the same result under its old name, with a warning."""
+    import torch
+
+    import stablernn
+    import stablernn.stability as stability
+    from stablernn.init.simulate import measure_m
+    from stablernn.stability.diagnose import random_inputs
+
+    gru, cell = torch.nn.GRU(2, 6, batch_first=True), stablernn.GRUCell(2, 6)
+    x = torch.randn(4, 5, 2)
+    new_old = [
+        (lambda: stablernn.vaa(gru, x, time_steps=20).vaa,
+         lambda: stablernn.vaa(gru, x, steps=20).vaa, r"vaa\(steps="),
+        (lambda: stablernn.radii(gru, x, time_steps=[1, 3]).values,
+         lambda: stablernn.radii(gru, x, steps=[1, 3]).values, r"radii\(steps="),
+        (lambda: random_inputs(gru, batch_size=3).shape,
+         lambda: random_inputs(gru, batch=3).shape, r"random_inputs\(batch="),
+        (lambda: measure_m(cell, batch_size=2, burn=2, probes=1),
+         lambda: measure_m(cell, batch=2, burn=2, probes=1),
+         r"measure_m\(batch="),
+    ]
+    for new, old, match in new_old:
+        want = new()
+        with pytest.warns(DeprecationWarning, match=match):
+            assert old() == want
+    for old, new in [("GradientFlow", "GradientFlowReport"),
+                     ("LyapunovSpectrum", "LyapunovReport")]:
+        with pytest.warns(DeprecationWarning, match=new):
+            assert getattr(stability, old) is getattr(stability, new)
