@@ -26,8 +26,19 @@ from .cells import (
 )
 from .init import INITS, InitReport, critical_init, explain, init_
 from .spectral import spectral_factors, spectral_param_groups
-from .stability import WarmupReport, diagnose, gradient_flow, lyapunov_exponents, radii, vaa, warmup
-from .stability.lsc import LSCReport, lsc_pretrain
+from .stability import (
+    LSCOptions,
+    LSCReport,
+    WarmupOptions,
+    WarmupReport,
+    diagnose,
+    gradient_flow,
+    lsc_pretrain,
+    lyapunov_exponents,
+    radii,
+    vaa,
+    warmup,
+)
 from .stack import DeepRNN, double_stack
 from .tasks import TASKS, make_task
 
@@ -40,5 +51,5 @@ __all__ = [
     "lyapunov_exponents", "vaa", "diagnose", "lsc_pretrain", "LSCReport", "spectral",
     "spectral_factors", "spectral_param_groups", "INITS", "InitReport", "critical_init",
     "explain", "init_", "warmup", "WarmupReport", "DoubleCell", "double_stack", "IndRNNCell",
-    "errors",
+    "errors", "LSCOptions", "WarmupOptions",
 ]

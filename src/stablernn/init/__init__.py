@@ -58,18 +58,16 @@ def recurrent_layers(module: nn.Module) -> list[nn.Module]:
     Raises:
         TypeError: any other module.
     """
-    from ..adapters import from_torch
+    from ..adapters import as_deep_rnn
     from ..cells.base import Cell
-    from ..stack import DeepRNN
 
-    if isinstance(module, (nn.RNN, nn.LSTM, nn.GRU)):
-        return list(from_torch(module).cells)
-    if isinstance(module, DeepRNN):
-        return list(module.cells)
     if isinstance(module, Cell):
         return [module]
-    raise TypeError(f"initialisations apply to stablernn cells, DeepRNN and torch.nn.RNN/LSTM/"
-                    f"GRU, got {type(module).__name__}")
+    try:
+        return list(as_deep_rnn(module).layers)
+    except TypeError:
+        raise TypeError(f"initialisations apply to stablernn cells, DeepRNN and torch.nn.RNN/"
+                        f"LSTM/GRU, got {type(module).__name__}") from None
 
 
 def _label(i: int, cell: nn.Module) -> str:

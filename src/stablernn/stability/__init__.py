@@ -18,22 +18,24 @@ from .eigen import NonFiniteError
 from .estimators import Estimator, radius, radius_all
 from .flow import GradientFlowReport, gradient_flow
 from .local_maps import Kind, LocalMap, local_maps, maps_at, trajectory
-from .lsc import LSCReport, lsc_pretrain
+from .lsc import LSCOptions, LSCReport, lsc_pretrain
 from .lyapunov import LyapunovReport, lyapunov_exponents
 from .radii import RadiiReport, radii
 from .vaa import VAAReport, count_clusters, vaa
-from .warmup import WarmupReport, warmup
+from .warmup import WarmupOptions, WarmupReport, warmup
 
 __all__ = [
     "Estimator",
     "GradientFlowReport",
     "Kind",
+    "LSCOptions",
     "LSCReport",
     "LocalMap",
     "LyapunovReport",
     "NonFiniteError",
     "RadiiReport",
     "VAAReport",
+    "WarmupOptions",
     "WarmupReport",
     "count_clusters",
     "diagnose",
