@@ -32,7 +32,7 @@ def main() -> None:
         f"{k}: sigma={g['sigma']:.3g} mu={g['mu']:.3g}" for k, g in gates.items()))
     cell = recurrent_layers(lstm)[0]
     burn = int(5 * pred["xi"]) + 30
-    m = measure_m(cell, burn=burn, batch=8, probes=2)
+    m = measure_m(cell, burn=burn, batch_size=8, probes=2)
     xi = measure_xi(cell, time_steps=int(8 * pred["xi"]) + 10, burn=burn, pairs=8)
     print(f"\nlayer 0, width {WIDTH}:   predicted     measured")
     print(f"  m = tr(J J^T)/N      {pred['m']:8.4f}   {m:10.4f}")

@@ -70,3 +70,18 @@ def test_library_renames_keep_the_old_spellings_with_the_same_results():
                      ("LyapunovSpectrum", "LyapunovReport")]:
         with pytest.warns(DeprecationWarning, match=new):
             assert getattr(stability, old) is getattr(stability, new)
+
+
+def test_gate_hyper_rho_is_bias_std():
+    """``rho`` means only the LSC target; the mean-field bias spread is ``bias_std``."""
+    from stablernn.init.meanfield import GateHyper, MeanFieldHyper
+
+    with pytest.warns(DeprecationWarning, match=r"GateHyper\(rho=\.\.\.\)"):
+        old = GateHyper(sigma=0.5, rho=0.3)
+    assert old == GateHyper(sigma=0.5, bias_std=0.3)
+    with pytest.warns(DeprecationWarning, match="bias_std"):
+        assert old.rho == 0.3
+    hp = MeanFieldHyper("gru", {k: GateHyper() for k in "rzn"})
+    assert hp.with_gate("z", bias_std=0.2).gates["z"].bias_std == 0.2
+    with pytest.raises(TypeError, match="no field spread"):
+        GateHyper(spread=1.0)

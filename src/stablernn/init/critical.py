@@ -22,7 +22,7 @@ from .meanfield import GATES, GateHyper, MeanFieldHyper
 # the theory uses is unchanged.
 #
 # Note [exact sample moments]
-# explain() reads sigma, nu, mu and rho back from the weights (estimate_hyper), and the
+# explain() reads sigma, nu, mu and bias_std back from the weights (estimate_hyper), and the
 # prediction at a critical point is steep in them: a sample's RMS off by its O(1/sqrt(entries))
 # noise moved xi by several percent (T = 30 read back as 29.98, T = 100 as 97.9) and explain
 # reported layers critical_init had just set as not critical. So every gate block is rescaled
@@ -43,13 +43,13 @@ def _gate_rows(gates: int, n: int, fan: int, stds: list[float], generator) -> to
 
 
 def _gate_biases(gates: list, n: int, generator) -> torch.Tensor:
-    """``(G, N)`` biases with exactly mean ``mu_k`` and spread ``rho_k`` per gate (one unit:
+    """``(G, N)`` biases with exactly mean ``mu_k`` and spread ``bias_std_k`` per gate (one unit:
     ``mu_k``), Note [exact sample moments]."""
     z = torch.randn(len(gates), n, generator=generator, dtype=torch.float64)
     z = z - z.mean(1, keepdim=True)
     z = z / z.std(1, unbiased=False, keepdim=True) if n > 1 else z
-    rho = torch.tensor([[g.rho] for g in gates], dtype=torch.float64)
-    return z * rho + torch.tensor([[g.mu] for g in gates], dtype=torch.float64)
+    std = torch.tensor([[g.bias_std] for g in gates], dtype=torch.float64)
+    return z * std + torch.tensor([[g.mu] for g in gates], dtype=torch.float64)
 
 
 def _weight(cell: Cell, name: str) -> Tensor:
@@ -70,7 +70,7 @@ def check_applies(cell: nn.Module, hp: MeanFieldHyper) -> None:
     if cell_kind(cell) != hp.cell:
         raise ValueError(f"hyperparameters for a {hp.cell} layer, got {type(cell).__name__}")
     gates = [hp.gates[k] for k in GATES[hp.cell]]
-    if cell.bias_ih is None and any(g.mu or g.rho for g in gates):
+    if cell.bias_ih is None and any(g.mu or g.bias_std for g in gates):
         raise ValueError("the hyperparameters set bias means / spreads but the layer has "
                          "bias=False; build it with bias=True")
 
@@ -81,7 +81,7 @@ def apply_hyper(cell: nn.Module, hp: MeanFieldHyper, *, generator: torch.Generat
     """Sample a layer's weights from ``hp`` in place (PyTorch layout, gate blocks in order).
 
     ``W_k ~ N(0, sigma_k^2 / N)``, ``U_k ~ N(0, nu_k^2 / n_in)`` (rows orthogonal across the
-    gates of a unit, Note [gate-orthogonal rows]), ``bias_ih_k ~ N(mu_k, rho_k^2)`` and
+    gates of a unit, Note [gate-orthogonal rows]), ``bias_ih_k ~ N(mu_k, bias_std_k^2)`` and
     ``bias_hh = 0``: PyTorch adds the two biases, so their sum carries the mean and the spread
     (for the GRU candidate ``b_hn = 0`` keeps ``r`` off the bias, as the theory assumes).
 
@@ -118,7 +118,7 @@ def cell_kind(cell: nn.Module) -> str | None:
 def estimate_hyper(cell: nn.Module, *, q_x: float = 1.0) -> MeanFieldHyper:
     """Read a layer's per-gate statistics back from its weights (for :func:`explain`).
 
-    ``sigma_k = std(W_k) sqrt(N)``, ``nu_k = std(U_k) sqrt(n_in)``, and ``mu_k``, ``rho_k`` the
+    ``sigma_k = std(W_k) sqrt(N)``, ``nu_k = std(U_k) sqrt(n_in)``, and ``mu_k``, ``bias_std_k`` the
     mean and spread of the summed bias (the GRU's ``b_hn``, which ``r`` multiplies, is folded
     into the sum: exact when it is 0, as after :func:`critical_init`).
     """
@@ -134,5 +134,5 @@ def estimate_hyper(cell: nn.Module, *, q_x: float = 1.0) -> MeanFieldHyper:
         w_hh, w_ih = _weight(cell, "weight_hh")[rows], _weight(cell, "weight_ih")[rows]
         gates[name] = GateHyper(sigma=float(w_hh.double().pow(2).mean().sqrt()) * math.sqrt(n),
                                 nu=float(w_ih.double().pow(2).mean().sqrt()) * math.sqrt(n_in),
-                                rho=float(b.std(unbiased=False)), mu=float(b.mean()))
+                                bias_std=float(b.std(unbiased=False)), mu=float(b.mean()))
     return MeanFieldHyper(kind, gates, q_x=q_x)

@@ -2,14 +2,14 @@
 
 Setting (docs/algorithms.md section 3). Per gate ``k`` the pre-activation is
 ``u_k = W_k h + U_k x + b_k`` with ``W_k ~ N(0, sigma_k^2 / N)``, ``U_k ~ N(0, nu_k^2 / n_in)``,
-``b_k ~ N(mu_k, rho_k^2)``; the inputs are i.i.d. over time and units with mean square ``q_x``.
+``b_k ~ N(mu_k, bias_std_k^2)``; the inputs are i.i.d. over time and units with mean square ``q_x``.
 For the two-sequence experiment the two input sequences have correlation ``c_x`` (default 0:
 independent sequences).
 
 Approximation (Gilboa et al. section 3, after Chen et al. arXiv 1806.05394): in the wide limit
 and with *untied* weights (fresh ``W, U, b`` at every step) each ``u_k`` is Gaussian,
-``u_k ~ N(mu_k, s_k)`` with ``s_k = sigma_k^2 q_h + nu_k^2 q_x + rho_k^2``, where ``q_h`` is the
-mean square of the hidden output; pre-activations of different gates are independent, and the
+``u_k ~ N(mu_k, s_k)`` with ``s_k = sigma_k^2 q_h + nu_k^2 q_x + bias_std_k^2``, where ``q_h`` is
+the mean square of the hidden output; pre-activations of different gates are independent, and the
 gates at step ``t`` are independent of the state at ``t - 1``. The LSTM cell state is not
 Gaussian; where a function of it is needed (``tanh c``) we use a Gaussian with its exact first
 two moments (accurate when the forget gate averages many steps, i.e. near criticality). Real
@@ -33,7 +33,7 @@ LSTM (state ``c``; ``c' = f c + i g``, ``h = o tanh c``):
                                        + sigma_g^2 E[i^2] E[tanh'(u_g)^2]).
 
 GRU (PyTorch's equations; state ``h``; the n-gate bias is all in ``bias_ih``, ``b_hn = 0``):
-    u_n = a + r w,  a ~ N(mu_n, nu_n^2 q_x + rho_n^2),  w = W_n h ~ N(0, sigma_n^2 q_h)
+    u_n = a + r w,  a ~ N(mu_n, nu_n^2 q_x + bias_std_n^2),  w = W_n h ~ N(0, sigma_n^2 q_h)
     h' = (1 - z) n + z h:   mu_h = E[n],
     q_h = (E[(1-z)^2] E[n^2] + 2 E[z(1-z)] E[n] mu_h) / (1 - E[z^2])
     m = E[z^2] + sigma_z^2 E[(h - n)^2] E[sg'(u_z)^2] + sigma_n^2 E[(1-z)^2] E[r^2 tanh'(u_n)^2]
@@ -44,7 +44,7 @@ GRU (PyTorch's equations; state ``h``; the n-gate bias is all in ``bias_ih``, ``
 Correlation map. Two copies of the layer (same weights) start from the same state and are
 driven by two input sequences of correlation ``c_x``. Their state covariance ``q_ab`` (the
 mean over units of ``c^a c^b``, resp. ``h^a h^b``) obeys, with pre-activation covariances
-``sigma_k^2 q_h^ab + nu_k^2 c_x q_x + rho_k^2`` (bivariate Gaussians):
+``sigma_k^2 q_h^ab + nu_k^2 c_x q_x + bias_std_k^2`` (bivariate Gaussians):
     LSTM: q_ab' = E[f^a f^b] q_ab + 2 E[f] mu_c E[i] E[g] + E[i^a i^b] E[g^a g^b],
           q_h^ab = E[o^a o^b] E[tanh(c^a) tanh(c^b)]
     GRU:  q_ab' = E[(1-z^a)(1-z^b)] E[n^a n^b] + 2 (E[z] - E[z^a z^b]) E[n] mu_h
@@ -62,6 +62,7 @@ input rows are gate-orthogonal: Note [critical knobs] below and Note [gate-ortho
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import asdict, dataclass, field, replace
 from functools import cache
 
@@ -69,31 +70,47 @@ import numpy as np
 from numpy.polynomial.hermite_e import hermegauss
 
 from .._checks import check_float, check_int
+from .._deprecation import rename_kwargs
 
 GATES = {"lstm": ("i", "f", "g", "o"), "gru": ("r", "z", "n")}
 _ORDER = {1: 64, 2: 32, 3: 20, 4: 12}  # Gauss-Hermite nodes per axis, by dimension
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class GateHyper:
     """Initialisation statistics of one gate (widths ``N`` hidden, ``n_in`` input).
 
     Attributes:
         sigma: recurrent weights ``W ~ N(0, sigma^2 / N)``.
         nu: input weights ``U ~ N(0, nu^2 / n_in)``.
-        rho: bias spread, ``b ~ N(mu, rho^2)``.
+        bias_std: bias spread, ``b ~ N(mu, bias_std^2)`` (the papers' ``rho``; ``rho`` is the
+            deprecated name here: in stablernn ``rho`` is only the LSC target).
         mu: bias mean.
     """
 
     sigma: float = 1.0
     nu: float = 1.0
-    rho: float = 0.0
+    bias_std: float = 0.0
     mu: float = 0.0
 
-    def __post_init__(self) -> None:
-        for name in ("sigma", "nu", "rho"):
-            check_float(name, getattr(self, name), low=0.0)
-        check_float("mu", self.mu)
+    def __init__(self, sigma: float = 1.0, nu: float = 1.0, bias_std: float = 0.0,
+                 mu: float = 0.0, **old: float) -> None:
+        if "rho" in old:  # the deprecated spelling, with a DeprecationWarning
+            bias_std = rename_kwargs("GateHyper", {"rho": old.pop("rho")},
+                                     {"rho": "bias_std"})["bias_std"]
+        if old:
+            raise TypeError(f"GateHyper has no field {', '.join(sorted(old))}; fields: sigma, "
+                            f"nu, bias_std, mu")
+        for name, value in (("sigma", sigma), ("nu", nu), ("bias_std", bias_std)):
+            object.__setattr__(self, name, check_float(name, value, low=0.0))
+        object.__setattr__(self, "mu", check_float("mu", mu))
+
+    @property
+    def rho(self) -> float:
+        """Deprecated name of :attr:`bias_std`."""
+        warnings.warn("GateHyper.rho is deprecated; use GateHyper.bias_std", DeprecationWarning,
+                      stacklevel=2)
+        return self.bias_std
 
 
 @dataclass(frozen=True)
@@ -209,7 +226,7 @@ def _pair_mean(fn, mu: float, var: float, cov: float) -> float:
 # ----------------------------------------------------------------------------- gates
 def _s(g: GateHyper, q_h: float, q_x: float) -> float:
     """Variance of a gate's pre-activation."""
-    return g.sigma ** 2 * q_h + g.nu ** 2 * q_x + g.rho ** 2
+    return g.sigma ** 2 * q_h + g.nu ** 2 * q_x + g.bias_std ** 2
 
 
 def _moments(fn, g: GateHyper, q_h: float, q_x: float) -> tuple[float, float]:
@@ -283,7 +300,7 @@ def _lstm_m(hp: MeanFieldHyper, q_h: float, mo: dict) -> float:
 def _gate_pair(hp: MeanFieldHyper, name: str, fn, q_h: float, qh_ab: float) -> float:
     """``E[fn(u^a) fn(u^b)]`` of gate ``name`` for the two copies."""
     k = hp.gates[name]
-    cov = k.sigma ** 2 * qh_ab + k.nu ** 2 * hp.c_x * hp.q_x + k.rho ** 2
+    cov = k.sigma ** 2 * qh_ab + k.nu ** 2 * hp.c_x * hp.q_x + k.bias_std ** 2
     return _pair_mean(fn, k.mu, _s(k, q_h, hp.q_x), cov)
 
 
@@ -309,7 +326,7 @@ def _gru_n_moments(hp: MeanFieldHyper, q_h: float) -> dict:
     gr, gn = hp.gates["r"], hp.gates["n"]
     z, w = _grid(3)
     u_r = gr.mu + math.sqrt(_s(gr, q_h, hp.q_x)) * z[:, 0]
-    a = gn.mu + math.sqrt(gn.nu ** 2 * hp.q_x + gn.rho ** 2) * z[:, 1]
+    a = gn.mu + math.sqrt(gn.nu ** 2 * hp.q_x + gn.bias_std ** 2) * z[:, 1]
     wh = gn.sigma * math.sqrt(q_h) * z[:, 2]  # W_n h
     r = _sig(u_r)
     u_n = a + r * wh
@@ -350,9 +367,10 @@ def _gru_nn_pair(hp: MeanFieldHyper, q_h: float, q_ab: float) -> float:
     gr, gn = hp.gates["r"], hp.gates["n"]
     z, w = _grid(4)
     ra, rb = _pair(z[:, 0], z[:, 1], _s(gr, q_h, hp.q_x),
-                   gr.sigma ** 2 * q_ab + gr.nu ** 2 * hp.c_x * hp.q_x + gr.rho ** 2)
+                   gr.sigma ** 2 * q_ab + gr.nu ** 2 * hp.c_x * hp.q_x + gr.bias_std ** 2)
     ra, rb = _sig(gr.mu + ra), _sig(gr.mu + rb)
-    s_a, c_a = gn.nu ** 2 * hp.q_x + gn.rho ** 2, gn.nu ** 2 * hp.c_x * hp.q_x + gn.rho ** 2
+    s_a = gn.nu ** 2 * hp.q_x + gn.bias_std ** 2
+    c_a = gn.nu ** 2 * hp.c_x * hp.q_x + gn.bias_std ** 2
     s_w, c_w = gn.sigma ** 2 * q_h, gn.sigma ** 2 * q_ab
     va, vb, cov = s_a + ra * ra * s_w, s_a + rb * rb * s_w, c_a + ra * rb * c_w
     rho = np.clip(cov / np.sqrt(np.maximum(va * vb, 1e-300)), -1.0, 1.0)
