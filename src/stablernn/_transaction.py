@@ -45,12 +45,15 @@ class Snapshot:
             mod._buffers.update(buffers)
             for (kind, k), v in values.items():
                 t = params[k] if kind == "p" else buffers[k]
+                assert t is not None  # values holds only the non-None entries
                 if t.shape != v.shape:
                     t.data = v.clone()
                 else:
                     t.copy_(v)
             for k, flag in grads.items():
-                params[k].requires_grad_(flag)
+                param = params[k]
+                assert param is not None  # grads holds only the non-None parameters
+                param.requires_grad_(flag)
 
 
 @contextmanager

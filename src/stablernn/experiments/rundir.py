@@ -17,7 +17,7 @@ import json
 import os
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Self, TextIO
 
 import torch
 
@@ -117,7 +117,7 @@ class RunDir:
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
-        self._lock = None
+        self._lock: TextIO | None = None  # the open lock file while entered
 
     def __enter__(self) -> Self:
         try:
@@ -137,6 +137,7 @@ class RunDir:
         return self
 
     def __exit__(self, *exc) -> None:
+        assert self._lock is not None  # __enter__ opened it
         fcntl.flock(self._lock, fcntl.LOCK_UN)
         self._lock.close()
 

@@ -128,7 +128,7 @@ def parse_sweep(data: dict, *, name: str = "sweep") -> Sweep:
         >>> parse_sweep({"grid": {"task.params.T": ["x", 5]}})
         Traceback (most recent call last):
         ...
-        stablernn.errors.ConfigError: trial {task.params.T=x, run.seed=0}: ...T must be an int...
+        stablernn.errors.ConfigError: trial {task.params.T=x, ...}: ...T must be an int...
     """
     _require(isinstance(data, dict), f"a sweep must be a table (dict), got {type(data).__name__}")
     unknown = sorted(set(data) - set(TOP_KEYS))
@@ -139,7 +139,7 @@ def parse_sweep(data: dict, *, name: str = "sweep") -> Sweep:
     _require(bool(root.strip()), "root is empty: give the directory of the trials' runs")
     base = _table(data, "base")
     for key in ("grid", "zip"):
-        _require(data.get(key, None) != {}, f"[{key}] is empty: give at least one key with a "
+        _require(data.get(key) != {}, f"[{key}] is empty: give at least one key with a "
                                             f"list of values, or drop the table")
     grid, zipped = _table(data, "grid"), _table(data, "zip")
     both = sorted(set(grid) & set(zipped))
@@ -215,7 +215,8 @@ def _zip_axes(zipped: dict) -> list[list[dict]]:
     lengths = {key: len(values) for key, values in zipped.items()}
     _require(len(set(lengths.values())) == 1,
              f"[zip] lists must have equal lengths, got {lengths}")
-    return [[dict(zip(zipped, values)) for values in zip(*zipped.values())]]
+    return [[dict(zip(zipped, values, strict=True))
+             for values in zip(*zipped.values(), strict=True)]]
 
 
 def _seeds(data: dict) -> list[int]:

@@ -93,7 +93,9 @@ def run_sweep(sweep: Sweep, *, backend: str = "local", workers: int | None = Non
     finished = backends.run_configs(backend, configs, workers, address, sweep)
     for k, summary in _with_bar(finished, len(todo), sweep.name, progress):
         results[todo[k]] = trial_outcome(paths[todo[k]], summary, max_attempts, ran=True)
-    return SweepResult(sweep.name, sweep.root, results)
+    trials = [r for r in results if r is not None]
+    assert len(trials) == len(results)  # a backend yields one summary per config it is given
+    return SweepResult(sweep.name, sweep.root, trials)
 
 
 def check_run_args(sweep: Sweep, backend: str, workers: int | None = None,
@@ -155,7 +157,7 @@ def sweep_command(path: str, *, backend: str = "local", workers: int | None = No
     sweep = load_sweep(path)
     check_run_args(sweep, backend, workers, address, max_attempts)
     if dry_run:
-        for cfg, run_dir in zip(sweep.configs, sweep.run_dirs()):
+        for cfg, run_dir in zip(sweep.configs, sweep.run_dirs(), strict=True):
             out(f"{trial_state(run_dir, max_attempts):6s} {run_dir}  seed={cfg.run.seed}")
         return 0
     result = run_sweep(sweep, backend=backend, workers=workers, address=address,

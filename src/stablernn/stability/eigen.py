@@ -197,6 +197,7 @@ def left_eigvec(matvec_t: Matvec, lam: Tensor, v0: Tensor, k: int, restarts: int
         i = (vals - lam[:, None]).abs().argmin(-1)  # A^T has the same eigenvalues as A
         y = _ritz_vector(Q, vecs, i)
         v0 = y.real + y.imag
+    assert y is not None  # the loop ran restarts + 1 >= 1 times
     return y.conj()  # A^T y = lam y  <=>  conj(y)^H A = lam conj(y)^H
 
 

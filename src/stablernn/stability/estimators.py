@@ -60,7 +60,7 @@ EXACT_MAX = 256  # "auto": the dense eigensolver up to this width (docs/algorith
 EXACT_MAX_GRAD = 64  # ... and up to this one for differentiable radii (two eigs with vectors)
 
 
-class Estimator(str, Enum):
+class Estimator(str, Enum):  # noqa: UP042 - a StrEnum would change str(Estimator.AUTO)
     """How :func:`radius` measures a local Jacobian."""
 
     AUTO = "auto"  # exact up to EXACT_MAX units (EXACT_MAX_GRAD if differentiable), krylov above
@@ -130,7 +130,8 @@ def _autograd_matvecs(m: LocalMap) -> tuple[Callable[[Tensor], Tensor],
     return jv, jtv
 
 
-def _starts(like: Tensor, seed: int, warm: tuple[Tensor, Tensor] | None):
+def _starts(like: Tensor, seed: int,
+            warm: tuple[Tensor, Tensor] | None) -> tuple[Tensor, Tensor]:
     """Arnoldi start vectors for right / left: seeded noise, or last call's eigenvectors."""
     if warm is not None:
         u, w = warm
@@ -151,13 +152,15 @@ def _krylov_parts(m: LocalMap, o: _Options) -> tuple[Tensor, ...]:
     got = None if o.warm is None else o.warm.get((m.kind, m.layer))
     got = got if got is not None and got[0].shape == m.state_in.shape else None
     k = check_k(None if o.k is None else min(o.k, m.n_in), m.n_in)
-    parts = eigen.krylov_dominant(*_autograd_matvecs(m), *_starts(m.state_in, o.seed, got), k,
-                                  o.restarts, o.differentiable,
-                                  _label(m, "Arnoldi Hessenberg matrix"))
+    lam, u, w = eigen.krylov_dominant(*_autograd_matvecs(m), *_starts(m.state_in, o.seed, got),
+                                      k, o.restarts, o.differentiable,
+                                      _label(m, "Arnoldi Hessenberg matrix"))
     if o.warm is not None:
-        o.warm[(m.kind, m.layer)] = (parts[1], parts[1].conj() if parts[2] is None
-                                     else parts[2])
-    return parts if o.differentiable else parts[:1]
+        o.warm[(m.kind, m.layer)] = (u, u.conj() if w is None else w)
+    if not o.differentiable:
+        return (lam,)
+    assert w is not None  # krylov_dominant computes w when asked for vectors
+    return lam, u, w
 
 
 def _surrogate(lam: Tensor, u: Tensor, w: Tensor, wju: Tensor, weight: Tensor) -> Tensor:
@@ -184,6 +187,7 @@ def _eig_surrogate(m: LocalMap, lam: Tensor, u: Tensor, w: Tensor,
     if u.dim() == 2:
         u, w = u[:, None], w[:, None]
         weight = torch.ones(u.shape[:2], dtype=lam.real.dtype, device=u.device)
+    assert weight is not None  # a tied cluster's (B, m, n) vectors come with their weights
     with torch.enable_grad():
         s = m.state_in if m.state_in.requires_grad else m.state_in.detach().requires_grad_()
         y = m.fn(s)

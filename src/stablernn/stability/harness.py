@@ -26,13 +26,16 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from torch import nn
 from tqdm.auto import tqdm
 
 from .._checks import check_positive
 from .._transaction import transaction
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 __all__ = ["HarnessReport", "LossSource", "OutOfTime", "Stop", "TimeBudget", "Verdict",
            "check_max_seconds", "resolve_options", "run_pretraining"]
@@ -148,7 +151,10 @@ def check_max_seconds(max_seconds: Any) -> float | None:
     return None if max_seconds is None else check_positive("max_seconds", max_seconds)
 
 
-def resolve_options(cls: type, options: Any, given: dict[str, Any]) -> Any:
+OptionsT = TypeVar("OptionsT", bound="DataclassInstance")
+
+
+def resolve_options(cls: type[OptionsT], options: Any, given: dict[str, Any]) -> OptionsT:
     """The options of a call: ``options`` (an instance of ``cls``, validated again) or, when it
     is None, ``cls(**given)``. Passing both ``options`` and a keyword that differs from its
     default is refused: one of them would be silently ignored.

@@ -28,6 +28,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
+from typing import TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -54,7 +55,7 @@ __all__ = [
 MAX_READOUT = 100  # readouts wider than this (e.g. a vocabulary) are skipped
 
 
-class Kind(str, Enum):
+class Kind(str, Enum):  # noqa: UP042 - a StrEnum would change str(Kind.TIME) to "time"
     """The four kinds of local Jacobian (docs/algorithms.md section 1.1)."""
 
     TIME = "time"
@@ -64,7 +65,10 @@ class Kind(str, Enum):
 
 
 
-def parse_enum(cls: type[Enum], value: str | Enum, what: str) -> Enum:
+E = TypeVar("E", bound=Enum)
+
+
+def parse_enum(cls: type[E], value: str | Enum, what: str) -> E:
     """``cls(value)`` with an error listing the allowed values."""
     try:
         return cls(value)
@@ -235,7 +239,7 @@ def _inputs_and_states(model: DeepRNN, x_t: Tensor, states: Sequence[State]):
     """Inputs of every layer and the new states at this step."""
     h_in, new = [], []
     h = x_t
-    for cell, s in zip(model.cells, states):
+    for cell, s in zip(model.layers, states, strict=True):
         h_in.append(h)
         s = cell.step(h, s)
         new.append(s)
@@ -243,20 +247,20 @@ def _inputs_and_states(model: DeepRNN, x_t: Tensor, states: Sequence[State]):
     return h_in, new
 
 
-def _time_map(cell: Cell, l: int, h: Tensor, s_prev: State) -> LocalMap:
+def _time_map(cell: Cell, layer: int, h: Tensor, s_prev: State) -> LocalMap:
     def fn(s: Tensor) -> Tensor:
         return flatten_state(cell.step(h, unflatten_state(s, cell)))
 
-    return LocalMap(Kind.TIME.value, l, fn, flatten_state(s_prev), cell.state_size)
+    return LocalMap(Kind.TIME.value, layer, fn, flatten_state(s_prev), cell.state_size)
 
 
-def _depth_map(lower: Cell, cell: Cell, l: int, h_lower_in: Tensor, s_lower: State,
+def _depth_map(lower: Cell, cell: Cell, layer: int, h_lower_in: Tensor, s_lower: State,
                s_prev: State) -> LocalMap:
     def fn(s: Tensor) -> Tensor:
         h = lower.output(h_lower_in, unflatten_state(s, lower))
         return flatten_state(cell.step(h, s_prev))
 
-    return LocalMap(Kind.DEPTH.value, l, fn, flatten_state(s_lower), cell.state_size)
+    return LocalMap(Kind.DEPTH.value, layer, fn, flatten_state(s_lower), cell.state_size)
 
 
 def _input_map(cell: Cell, x_t: Tensor, s_prev: State) -> LocalMap:
@@ -266,17 +270,20 @@ def _input_map(cell: Cell, x_t: Tensor, s_prev: State) -> LocalMap:
     return LocalMap(Kind.INPUT.value, 0, fn, x_t, cell.state_size)
 
 
-def _readout_map(model: DeepRNN, h_top_in: Tensor, s_top: State, max_readout: int):
+def _readout_map(model: DeepRNN, h_top_in: Tensor, s_top: State,
+                 max_readout: int) -> LocalMap | None:
     # Note [readout from the output]: the readout map starts at the top layer's output h, not
     # its full state. dy/ds has zero columns wherever y does not see the state (an LSTM's c,
     # an ALIF's v and a), so the random square subset of a narrow readout would often keep
     # only those and report radius 0; dy/dh is the part of dy/ds that is not structurally 0.
-    h = model.cells[-1].output(h_top_in, s_top)
+    readout = model.readout
+    assert readout is not None  # _local_maps asks only a model with a readout
+    h = model.layers[-1].output(h_top_in, s_top)
     with torch.no_grad():
-        n_out = model.readout(h).shape[-1]
+        n_out = readout(h).shape[-1]
     if n_out > max_readout:
         return None
-    return LocalMap(Kind.READOUT.value, model.num_layers, model.readout, h, n_out)
+    return LocalMap(Kind.READOUT.value, model.num_layers, readout, h, n_out)
 
 
 def _check_states(model: DeepRNN, x_t: Tensor, states: Sequence[State]) -> None:
@@ -287,13 +294,13 @@ def _check_states(model: DeepRNN, x_t: Tensor, states: Sequence[State]) -> None:
         got = len(states) if isinstance(states, (list, tuple)) else type(states).__name__
         raise ValueError(f"got {got} layer states for a {model.num_layers}-layer model; start "
                          f"from model.initial_state(batch)")
-    for l, (cell, st) in enumerate(zip(model.cells, states)):
+    for layer, (cell, st) in enumerate(zip(model.layers, states, strict=True)):
         flat = flatten_state(st)
         if flat.shape != (x_t.shape[0], cell.state_size):
-            raise ValueError(f"states[{l}] has shape {tuple(flat.shape)} flattened; layer {l} "
-                             f"needs ({x_t.shape[0]}, {cell.state_size})")
+            raise ValueError(f"states[{layer}] has shape {tuple(flat.shape)} flattened; layer "
+                             f"{layer} needs ({x_t.shape[0]}, {cell.state_size})")
         if not bool(torch.isfinite(flat).all()):
-            raise ValueError(f"states[{l}] contains NaN or Inf values")
+            raise ValueError(f"states[{layer}] contains NaN or Inf values")
 
 
 def local_maps(model: nn.Module, x_t: Tensor, states: Sequence[State], *,
@@ -334,13 +341,14 @@ def _local_maps(model: DeepRNN, x_t: Tensor, states: Sequence[State], kinds: Seq
     """:func:`local_maps` without the checks (callers checked once for a whole sequence)."""
     want = set(kinds)
     h_in, new = _inputs_and_states(model, x_t, states)
-    maps = [_input_map(model.cells[0], x_t, states[0])] if Kind.INPUT in want else []
-    for l, cell in enumerate(model.cells):
+    cells = model.layers
+    maps = [_input_map(cells[0], x_t, states[0])] if Kind.INPUT in want else []
+    for layer, cell in enumerate(cells):
         if Kind.TIME in want:
-            maps.append(_time_map(cell, l, h_in[l], states[l]))
-        if Kind.DEPTH in want and l > 0:
-            maps.append(_depth_map(model.cells[l - 1], cell, l, h_in[l - 1], new[l - 1],
-                                   states[l]))
+            maps.append(_time_map(cell, layer, h_in[layer], states[layer]))
+        if Kind.DEPTH in want and layer > 0:
+            maps.append(_depth_map(cells[layer - 1], cell, layer, h_in[layer - 1],
+                                   new[layer - 1], states[layer]))
     if Kind.READOUT in want and model.readout is not None:
         m = _readout_map(model, h_in[-1], new[-1], max_readout)
         maps += [m] if m is not None else []
@@ -360,9 +368,9 @@ def check_step(t: int, length: int, name: str = "step") -> int:
 
 def check_finite_state(states: Sequence[State], t: int) -> None:
     """Raise :class:`NonFiniteError` when a layer's state is NaN/Inf after step ``t``."""
-    for l, st in enumerate(states):
+    for layer, st in enumerate(states):
         if not all_finite(st):
-            raise NonFiniteError(f"the state of layer {l} became NaN/Inf at step {t} although "
+            raise NonFiniteError(f"the state of layer {layer} became NaN/Inf at step {t} although "
                                  f"the weights and inputs are finite: the dynamics overflow "
                                  f"(weights too large for this input scale?)")
 

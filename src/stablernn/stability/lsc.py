@@ -66,18 +66,36 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .._checks import (all_finite, check_bool, check_choice, check_finite_weights, check_float,
-                       check_int, check_options, check_positive, check_seed)
+from .._checks import (
+    all_finite,
+    check_bool,
+    check_choice,
+    check_finite_weights,
+    check_float,
+    check_int,
+    check_options,
+    check_positive,
+    check_seed,
+)
 from ..adapters import as_deep_rnn
 from ..cells.base import check_input
 from ..plotting import new_axes
+from ..stack import DeepRNN
 from .eigen import NonFiniteError
 from .estimators import Estimator, radius_all
+from .harness import (
+    HarnessReport,
+    OutOfTime,
+    Stop,
+    TimeBudget,
+    Verdict,
+    check_max_seconds,
+    resolve_options,
+    run_pretraining,
+)
 from .local_maps import MAX_READOUT, Kind, LocalMap, _local_maps, _trajectory, parse_enum, prepare
 from .lsc_step import make_step
 from .radii import radii_at
-from .harness import (HarnessReport, OutOfTime, Stop, TimeBudget, Verdict,
-                      check_max_seconds, resolve_options, run_pretraining)
 
 __all__ = ["LSCOptions", "LSCReport", "OutOfTime", "TimeBudget", "check_lsc_args",
            "lsc_pretrain", "lsc_targets"]
@@ -197,7 +215,7 @@ def lsc_targets(rho: float | str, num_layers: int, seq_len: int,
         {'time': 0.9, 'depth': 0.5, 'input': 0.5, 'readout': 1.0}
     """
     rho = _check_rho(rho)
-    if rho == "unbalanced":
+    if isinstance(rho, str):  # _check_rho passes only "unbalanced" through as a str
         t_time = seq_len / (num_layers + seq_len)
         out = {"time": t_time, "depth": 1 - t_time, "input": 1 - t_time}
     else:
@@ -227,10 +245,10 @@ def _mlp_blocks(model: nn.Sequential) -> list[nn.Sequential]:
 def _mlp_maps(blocks: Sequence[nn.Module], x: Tensor) -> list[LocalMap]:
     """Per-layer maps ``h[l-1] -> h[l]`` of an MLP (kind "depth", target 1)."""
     maps, h = [], x
-    for l, block in enumerate(blocks):
+    for layer, block in enumerate(blocks):
         with torch.no_grad():
             out = block(h)
-        maps.append(LocalMap("depth", l, block, h, out.shape[-1]))
+        maps.append(LocalMap("depth", layer, block, h, out.shape[-1]))
         h = out
     return maps
 
@@ -255,7 +273,8 @@ def _check_mlp_inputs(model: nn.Sequential, inputs: Tensor) -> None:
 
 def _spread(items: list[int]) -> list[int]:
     """``items`` reordered so that every prefix covers their range evenly (0, 4, 2, 6, 1, ...)."""
-    order, stride = [], 1 << max(0, len(items) - 1).bit_length()
+    order: list[int] = []
+    stride = 1 << max(0, len(items) - 1).bit_length()
     while len(order) < len(items):
         order += [i for i in range(0, len(items), stride) if i not in order]
         stride //= 2
@@ -269,13 +288,17 @@ def _measure(model: nn.Module, x: Tensor, estimator: str, steps: int, seed: int,
     measured: ``chosen``, or up to ``steps`` evenly spaced ones, walked in a spread order that
     stops after ``allowance`` seconds (Note [LSC time budget])."""
     if _is_mlp(model):
+        assert isinstance(model, nn.Sequential)
         maps = _mlp_maps(_mlp_blocks(model), x)
-        return {_key(m): float(r.mean()) for m, r in zip(maps, radius_all(maps, estimator,
-                                                                           seed=seed))}, []
+        radii = radius_all(maps, estimator, seed=seed)
+        return {_key(m): float(r.mean()) for m, r in zip(maps, radii, strict=True)}, []
+    assert isinstance(model, DeepRNN)  # lsc_pretrain measures an MLP or a prepared DeepRNN
     T = x.shape[1]
     if chosen is None:
         chosen = sorted({round(i * (T - 1) / max(1, steps - 1)) for i in range(min(steps, T))})
-    t0, sums, done, warm = time.perf_counter(), {}, [], {}
+    sums: dict[str, list[float]] = {}
+    warm: dict = {}
+    t0, done = time.perf_counter(), []
     traj = _trajectory(model, x[:, :max(chosen)])
     for t in _spread(chosen):
         for kind, layer, r in radii_at(model, x, traj[t], t, estimator, list(Kind), seed,
@@ -293,9 +316,10 @@ def _measure(model: nn.Module, x: Tensor, estimator: str, steps: int, seed: int,
 @torch.no_grad()
 def _rescale(model: nn.Module, current: dict[str, float], targets: dict[str, float]) -> None:
     """Reference heuristic: scale each recurrent / input weight by clip(target/r, 0.85, 1.15)."""
-    for l, cell in enumerate(getattr(model, "cells", [])):
-        for names, key in ((cell.recurrent_weights, f"time {l}"),
-                           (cell.input_weights, f"input {l}" if l == 0 else f"depth {l}")):
+    for layer, cell in enumerate(getattr(model, "cells", [])):
+        for names, key in ((cell.recurrent_weights, f"time {layer}"),
+                           (cell.input_weights,
+                            f"input {layer}" if layer == 0 else f"depth {layer}")):
             r = current.get(key)
             if not r:
                 continue
@@ -327,7 +351,9 @@ class _Walker:
         self.model, self.inputs, self.batch_size = model, inputs, batch_size
         self.gen = torch.Generator().manual_seed(seed)
         self.order: list[int] = []
-        self.rows = self.t = self.states = None
+        self.rows: Tensor | None = None  # (B,) the sequence each row walks
+        self.t: Tensor | None = None  # (B,) the step each row is at
+        self.states: list | None = None
 
     def _draw(self, n: int) -> Tensor:
         if len(self.order) < n:
@@ -338,6 +364,7 @@ class _Walker:
     def next(self) -> tuple[Tensor, list]:
         if self.rows is None:
             self._start()
+        assert self.rows is not None and self.t is not None and self.states is not None
         return self.inputs[self.rows.to(self.inputs.device), self.t.to(self.inputs.device)], \
             self.states
 
@@ -361,6 +388,7 @@ class _Walker:
     def _step(self, move: Tensor) -> None:
         """Advance the rows in ``move``; rows that reach the end restart on a new sequence."""
         x_t, states = self.next()
+        assert self.rows is not None and self.t is not None  # next() started the walk
         self.states = _where_rows(move, self.model.step(x_t, states)[1], states)
         self.t += move.long()
         done = self.t == self.inputs.shape[1]
@@ -374,12 +402,12 @@ def _where_rows(mask: Tensor, new, old):
     if isinstance(new, Tensor):
         m = mask.to(new.device).reshape(-1, *([1] * (new.dim() - 1)))
         return torch.where(m, new, old)
-    parts = [_where_rows(mask, a, b) for a, b in zip(new, old)]
+    parts = [_where_rows(mask, a, b) for a, b in zip(new, old, strict=True)]
     return type(new)(*parts) if hasattr(new, "_fields") else type(new)(parts)
 
 
 def _loss(maps: list[LocalMap], targets: dict, estimator: str, k: int | None, seed: int,
-          warm: dict, budget: TimeBudget):
+          warm: dict, budget: TimeBudget) -> tuple[list[Tensor], dict[str, float]]:
     radii, means = [], {}
     for m in maps:  # one map at a time: the clock is checked in between (Note [LSC time budget])
         budget.check()
@@ -463,6 +491,7 @@ class _GradientSource(_Source):
         if self.blocks is not None:
             idx = torch.randint(len(self.inputs), (self.opts.batch_size,), generator=self.gen)
             return _mlp_maps(self.blocks, self.inputs[idx])
+        assert self.walker is not None and isinstance(self.net, DeepRNN)  # not an MLP
         x_t, states = self.walker.next()
         return _local_maps(self.net, x_t, states, list(Kind), MAX_READOUT)
 
@@ -533,11 +562,13 @@ class _RescaleSource(_Source):
         self.err = max(abs(v - targets[k.split()[0]]) for k, v in current.items())
         if self.err < self.opts.tol:
             return current
-        for l, cell in enumerate(model.cells):
+        assert isinstance(model, DeepRNN)  # method="rescale" runs on LRU stacks only
+        for layer, cell in enumerate(model.layers):
+            assert cell.set_time_radius is not None
             cell.set_time_radius(targets["time"])
-            r = current.get(f"input {l}" if l == 0 else f"depth {l}")
+            r = current.get(f"input {layer}" if layer == 0 else f"depth {layer}")
             if r:
-                scale = targets["input" if l == 0 else "depth"] / r
+                scale = targets["input" if layer == 0 else "depth"] / r
                 for name in cell.input_weights:
                     getattr(cell, name).mul_(scale)
         if model.readout is not None and isinstance(model.readout, nn.Linear) and \
@@ -688,7 +719,10 @@ def lsc_pretrain(model: nn.Module, inputs: Tensor, *, rho: float | str = 0.5,
     given, start = dict(locals()), time.perf_counter()
     opts, mlp, method = _lsc_options(model, given["options"],
                                      **{name: given[name] for name in LSC_OPTIONS})
+    assert opts.targets is not None  # LSCOptions.__post_init__ made it a dict
+    net: DeepRNN | nn.Sequential
     if mlp:
+        assert isinstance(model, nn.Sequential)
         _check_mlp_inputs(model, inputs)
         net, blocks, held, walker = model, _mlp_blocks(model), inputs[:64], None
         tgt = {**{k: 1.0 for k in KINDS}, **opts.targets}

@@ -98,6 +98,8 @@ class NewtonStep:
             self.avg, self.rate = e, torch.full_like(e, self.lr)
             self.integral, self.side = torch.zeros_like(e), torch.zeros_like(e)
             return self.rate * e
+        # the first call set all four together
+        assert self.rate is not None and self.integral is not None and self.side is not None
         avg = (1 - self.smooth) * self.avg + self.smooth * e
         flip = torch.sign(avg) != torch.sign(self.avg)
         self.rate = torch.where(flip, self.rate / 2, (self.rate * 1.2).clamp(max=self.lr))
@@ -111,7 +113,7 @@ class NewtonStep:
     def step(self, radii: Sequence[Tensor], targets: Sequence[float]) -> None:
         """One update from each map's per-sample radii ``(B,)`` (in the graph; consumed)."""
         with torch.enable_grad():
-            means = [r.mean() - t for r, t in zip(radii, targets)]
+            means = [r.mean() - t for r, t in zip(radii, targets, strict=True)]
             # the batch's spread, where it disagrees by more than half the tolerance (wide
             # layers self-average and skip the extra backward pass)
             spreads = [sd for sd in (r.std() for r in radii if r.numel() > 1)
@@ -125,10 +127,11 @@ class NewtonStep:
         A = torch.zeros(M, len(dirs), dtype=torch.float64)
         G = torch.zeros(M, M, dtype=torch.float64)
         stacks = {}  # tensor index -> (maps reaching it, their gradients as rows)
-        for j, p in enumerate(self.params):
-            maps = [m for m in range(M) if rows[m][j] is not None]
-            if maps:
-                R = torch.stack([rows[m][j].reshape(-1) for m in maps])
+        for j in range(len(self.params)):
+            reached = [(m, g) for m in range(M) if (g := rows[m][j]) is not None]
+            if reached:
+                maps = [m for m, _ in reached]
+                R = torch.stack([g.reshape(-1) for _, g in reached])
                 stacks[j] = (maps, R)
                 idx = torch.tensor(maps)
                 G[idx[:, None], idx[None, :]] += (R @ R.T).double()
@@ -143,7 +146,7 @@ class NewtonStep:
             if j in stacks:
                 maps, R = stacks[j]
                 d += (c[torch.tensor(maps)].to(R.dtype) @ R).reshape(p.shape)
-            for (jj, direction), aq in zip(dirs, a.tolist()):
+            for (jj, direction), aq in zip(dirs, a.tolist(), strict=True):
                 if jj == j and aq:
                     d += aq * direction
             move = float(d.square().mean().sqrt())
@@ -165,12 +168,13 @@ class AdamWStep:
     def step(self, radii: Sequence[Tensor], targets: Sequence[float]) -> None:
         """The paper's loss: ``mean_maps mean_batch (r - target)^2``."""
         self.opt.zero_grad(set_to_none=True)
-        torch.stack([(r - t).square().mean() for r, t in zip(radii, targets)]).mean().backward()
+        losses = [(r - t).square().mean() for r, t in zip(radii, targets, strict=True)]
+        torch.stack(losses).mean().backward()
         self.opt.step()
 
 
 def make_step(name: str, params: Sequence[Tensor], lr: float, weight_decay: float,
-              tol: float = 0.05):
+              tol: float = 0.05) -> NewtonStep | AdamWStep:
     """The update rule ``name`` ("newton" or "adamw") on ``params``."""
     if name == "adamw":
         return AdamWStep(params, lr, weight_decay)

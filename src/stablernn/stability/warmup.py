@@ -43,19 +43,33 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .._checks import (all_finite, check_bool, check_finite_weights, check_float, check_int,
-                       check_options, check_positive, check_seed)
+from .._checks import (
+    all_finite,
+    check_bool,
+    check_finite_weights,
+    check_float,
+    check_int,
+    check_options,
+    check_positive,
+    check_seed,
+)
 from .._deprecation import rename_kwargs, renamed_kwargs
 from ..adapters import as_deep_rnn
 from ..cells.base import Cell, flatten_state
 from ..plotting import new_axes
 from ..stack import DeepRNN
 from .eigen import NonFiniteError
+from .harness import (
+    HarnessReport,
+    Stop,
+    Verdict,
+    check_max_seconds,
+    resolve_options,
+    run_pretraining,
+)
 from .local_maps import prepare
 from .lsc import OutOfTime, TimeBudget
 from .vaa import VAAReport, reachable_states, vaa
-from .harness import (HarnessReport, Stop, Verdict, check_max_seconds, resolve_options,
-                      run_pretraining)
 
 __all__ = ["WarmupOptions", "WarmupReport", "check_warmup_args", "curriculum_length",
            "soft_counts", "vaa_star", "vaa_star_layers", "warmup", "warmup_loss"]
@@ -91,25 +105,21 @@ class WarmupReport:
     history: list[dict[str, Any]] = field(default_factory=list)
     out_of_time: bool = False
 
-    def _get(self, which: str, attr: str) -> float | None:
-        rep = getattr(self, which)
-        return None if rep is None else getattr(rep, attr)
-
     @property
     def vaa_before(self) -> float | None:
-        return self._get("before", "vaa")
+        return None if self.before is None else self.before.vaa
 
     @property
     def vaa_after(self) -> float | None:
-        return self._get("after", "vaa")
+        return None if self.after is None else self.after.vaa
 
     @property
     def attractors_before(self) -> int | None:
-        return self._get("before", "attractors")
+        return None if self.before is None else self.before.attractors
 
     @property
     def attractors_after(self) -> int | None:
-        return self._get("after", "attractors")
+        return None if self.after is None else self.after.attractors
 
     def to_dict(self) -> dict[str, Any]:
         final = self.history[-1]["vaa_star"] if self.history else []
@@ -118,7 +128,8 @@ class WarmupReport:
                 "vaa_before": self.vaa_before, "vaa_after": self.vaa_after,
                 "attractors_before": self.attractors_before,
                 "attractors_after": self.attractors_after,
-                "measure_steps": self._get("before", "steps"), "final_vaa_star": final,
+                "measure_steps": None if self.before is None else self.before.steps,
+                "final_vaa_star": final,
                 "out_of_time": self.out_of_time}
 
     def plot(self, ax: Any = None) -> Any:
@@ -207,8 +218,8 @@ def _layer_vaa_star(cell: Cell, state: tuple, u: Tensor, S: int, eps: float,
 def _cold_params(model: DeepRNN, layers: Sequence[int]) -> list[nn.Parameter]:
     """Parameters warm-up must not change: cold halves and the layers not warmed."""
     cold = []
-    for l, cell in enumerate(model.cells):
-        if l not in layers:
+    for layer, cell in enumerate(model.layers):
+        if layer not in layers:
             cold += list(cell.parameters())
         else:
             cold += list(cell.cold_parameters())
@@ -224,7 +235,7 @@ def _frozen(params: Sequence[nn.Parameter]) -> Iterator[None]:
             p.requires_grad_(False)
         yield
     finally:
-        for p, flag in zip(params, flags):
+        for p, flag in zip(params, flags, strict=True):
             p.requires_grad_(flag)
 
 
@@ -264,13 +275,14 @@ def vaa_star_layers(model: nn.Module, x: Tensor, *, stabilisation: int = 200,
 
 def _vaa_star_terms(model: DeepRNN, x: Tensor, S: int, layers: list[int], eps: float,
                     gen: torch.Generator, clock: Callable[[], None] = _no_clock) -> Tensor:
+    cells = model.layers
     cut = torch.randint(1, x.shape[1] + 1, (x.shape[0],), generator=gen).to(x.device)
-    us = [torch.randn(model.cells[l].input_size, generator=gen).to(x) for l in layers]
+    us = [torch.randn(cells[layer].input_size, generator=gen).to(x) for layer in layers]
     with _frozen(_cold_params(model, layers)):
         states = reachable_states(model, x, cut)
-        return torch.stack([_layer_vaa_star(model.cells[l], states[l],
+        return torch.stack([_layer_vaa_star(cells[layer], states[layer],
                                             u.expand(x.shape[0], -1), S, eps, clock)
-                            for l, u in zip(layers, us)])
+                            for layer, u in zip(layers, us, strict=True)])
 
 
 # --------------------------------------------------------------------------- validation
@@ -292,7 +304,7 @@ def _check_curriculum(s_max: Any, s_increment: Any) -> tuple[int, int]:
             check_int("s_increment", s_increment, low=0, high=INT_MAX))
 
 
-def _check_layers(layers: Sequence[int] | None, num_layers: int) -> list[int]:
+def _check_layers(layers: Any, num_layers: int) -> list[int]:
     if layers is None:
         return list(range(num_layers))
     if isinstance(layers, numbers.Integral) and not isinstance(layers, bool):
@@ -301,12 +313,13 @@ def _check_layers(layers: Sequence[int] | None, num_layers: int) -> list[int]:
         raise TypeError(f"layers must be a non-empty list of layer indices in "
                          f"0..{num_layers - 1}, got {layers!r}")
     layers = list(layers)
-    bad = [l for l in layers if isinstance(l, bool) or not isinstance(l, numbers.Integral)
-           or not -num_layers <= l < num_layers]
+    bad = [layer for layer in layers
+           if isinstance(layer, bool) or not isinstance(layer, numbers.Integral)
+           or not -num_layers <= int(layer) < num_layers]
     if bad or not layers:
         raise ValueError(f"layers must be a non-empty list of layer indices in 0..{num_layers - 1}"
                          f", got {layers!r}")
-    return sorted({int(l) % num_layers for l in layers})
+    return sorted({int(layer) % num_layers for layer in layers})
 
 
 def _prepare(model: nn.Module, inputs: Tensor, name: str) -> tuple[DeepRNN, Tensor]:
@@ -386,6 +399,12 @@ def _warmup_options(model: nn.Module, options: WarmupOptions | None = None,
     return opts
 
 
+def _resolved_layers(opts: WarmupOptions) -> list[int]:
+    """``opts.layers`` as :func:`_warmup_options` resolved them against the model."""
+    assert isinstance(opts.layers, list)
+    return opts.layers
+
+
 def check_warmup_args(model: nn.Module, **options: Any) -> None:
     """Raise what :func:`warmup` would raise for these options on ``model``, without touching
     the model or doing any work (the training CLI calls it before it creates a run directory).
@@ -453,8 +472,9 @@ class _Source:
     def __init__(self, net: DeepRNN, inputs: Tensor, opts: WarmupOptions) -> None:
         self.net, self.inputs, self.opts = net, inputs, opts
         self.held = inputs[:MEASURE_SEQUENCES]
-        cold = {id(p) for p in _cold_params(net, opts.layers)}
-        self.params = [p for l in opts.layers for p in net.cells[l].warm_part().parameters()
+        layers, cells = _resolved_layers(opts), net.layers
+        cold = {id(p) for p in _cold_params(net, layers)}
+        self.params = [p for layer in layers for p in cells[layer].warm_part().parameters()
                        if p.requires_grad and id(p) not in cold]
         self.opt = torch.optim.Adam(self.params, lr=opts.lr)
         self.gen = torch.Generator().manual_seed(opts.seed)
@@ -474,7 +494,7 @@ class _Source:
         o = self.opts
         S = curriculum_length(k, self.gen, s_max=o.s_max, s_increment=o.s_increment)
         batch = self.inputs[next(self.batches)]
-        stars = _vaa_star_terms(self.net, batch, S, o.layers, o.eps, self.gen,
+        stars = _vaa_star_terms(self.net, batch, S, _resolved_layers(o), o.eps, self.gen,
                                 _step_clock(budget))
         loss = warmup_loss(stars, o.target)
         if not bool(torch.isfinite(loss)):
@@ -550,7 +570,7 @@ def warmup(model: nn.Module, inputs: Tensor, *, target: float = 0.95, steps: int
 
 
 def _report(outcome: HarnessReport, net: DeepRNN, opts: WarmupOptions) -> WarmupReport:
-    layers = opts.layers
-    partial = any(net.cells[l].warm_part() is not net.cells[l] for l in layers)
+    layers, cells = _resolved_layers(opts), net.layers
+    partial = any(cells[layer].warm_part() is not cells[layer] for layer in layers)
     return WarmupReport(opts.target, layers, partial, outcome.before, outcome.after,
                         outcome.steps, outcome.seconds, outcome.history, outcome.out_of_time)

@@ -13,9 +13,10 @@ from ..rundir import CONFIG, CRASH, METRICS, RUN_FILES, SUMMARY, RunDir, error_l
 
 # summary.json fields a report reads, and their types (a summary without them is damaged)
 NUMBER = (int, float)
-SUMMARY_FIELDS = {"status": str, "task": str, "metric": str, "higher_is_better": bool,
-                  "chance": NUMBER, "chance_loss": NUMBER}
-SPLIT_FIELDS = {"metric": NUMBER, "loss": NUMBER}
+SUMMARY_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "status": str, "task": str, "metric": str, "higher_is_better": bool,
+    "chance": NUMBER, "chance_loss": NUMBER}
+SPLIT_FIELDS: dict[str, type | tuple[type, ...]] = {"metric": NUMBER, "loss": NUMBER}
 
 
 class DamagedRunWarning(UserWarning):
@@ -43,7 +44,7 @@ def load_run(path: str | Path, *, finished: bool = True) -> dict:
         if finished and not (path / name).exists():
             raise FileNotFoundError(f"{path} has no {name}: {what}")
     problems: list[str] = []
-    run = {"path": str(path), "config": _read_config(path, problems),
+    run: dict[str, Any] = {"path": str(path), "config": _read_config(path, problems),
            "summary": _read_json(path, SUMMARY, problems, _summary_problem),
            "crash": _read_json(path, CRASH, problems), "metrics": _read_metrics(path, problems)}
     if not any((path / name).exists() for name in RUN_FILES):
@@ -60,6 +61,7 @@ def _read_json(path: Path, name: str, problems: list[str], check: Any = None) ->
     file = path / name
     if not file.exists():
         return None
+    problem: str | None
     try:
         data = json.loads(file.read_text())
     except UnicodeDecodeError:

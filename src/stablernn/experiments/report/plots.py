@@ -58,7 +58,8 @@ def curves_figure(runs: Sequence[dict] | dict[str, list[dict]], *, key: str = "t
         ax = fig.add_subplot()
         ax.text(0.5, 0.5, "no finished runs", ha="center", va="center")
         return fig
-    for ax, ((task, cell), groups) in zip(facet_axes(fig, len(facets)), facets.items()):
+    axes = facet_axes(fig, len(facets))  # exactly one per facet
+    for ax, ((task, cell), groups) in zip(axes, facets.items(), strict=True):
         _plot_facet(ax, groups, key, chance)
         ax.set_title(f"{task}, {cell}")
     return fig
@@ -67,8 +68,11 @@ def curves_figure(runs: Sequence[dict] | dict[str, list[dict]], *, key: str = "t
 def _facets(runs: Sequence[dict] | dict[str, list[dict]]) -> dict[tuple, dict[str, list]]:
     """``{(task, cell): {label: [run, ...]}}`` of the finished runs, sorted by facet."""
     labelled = isinstance(runs, dict)
-    pairs = [(label, r) for label, rs in runs.items() for r in rs] if labelled else \
-        [(None, r) for r in runs]
+    pairs: list[tuple[str | None, dict]]
+    if isinstance(runs, dict):
+        pairs = [(label, r) for label, rs in runs.items() for r in rs]
+    else:
+        pairs = [(None, r) for r in runs]
     split: dict[tuple, list] = defaultdict(list)
     for label, run in pairs:
         if run.get("summary") and run.get("config") is not None:
@@ -160,7 +164,8 @@ def _slug(text: str) -> str:
 def plot_all(runs: list[dict], out: Path, flow: bool) -> tuple[list, list]:
     """Curves per task (one axes per cell) and, with ``flow``, a gradient-flow heat-map per
     setting; a plot that fails becomes a note (a plot must not sink the report)."""
-    images, notes = [], []
+    images: list[tuple[str, str]] = []  # (caption, file name)
+    notes: list[str] = []
     tasks: dict[str, list[dict]] = defaultdict(list)
     for run in finished_runs(runs):
         tasks[settings_of(run)["task.name"]].append(run)

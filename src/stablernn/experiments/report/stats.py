@@ -77,7 +77,7 @@ def varying_keys(runs: Sequence[dict]) -> list[str]:
 def _short(keys: list[str]) -> dict[str, str]:
     """``model.num_layers`` -> ``num_layers`` unless two keys would share a short name."""
     last = [k.rsplit(".", 1)[-1] for k in keys]
-    return {k: s if last.count(s) == 1 else k for k, s in zip(keys, last)}
+    return {k: s if last.count(s) == 1 else k for k, s in zip(keys, last, strict=True)}
 
 
 def group_runs(runs: Sequence[dict]) -> dict[str, list[dict]]:
@@ -263,7 +263,7 @@ def compare_win_rate(runs: Sequence[dict], a: str, b: str, *, split: str = "test
     sides: list[dict[str, dict]] = [{}, {}]
     for flat, summary in done:
         rest = ident({k: v for k, v in flat.items() if k not in names})
-        for side, sel in zip(sides, (sel_a, sel_b)):
+        for side, sel in zip(sides, (sel_a, sel_b), strict=True):
             if all(_same(flat.get(k), v) for k, v in sel.items()):
                 side[rest] = summary
     if not sides[0] or not sides[1]:
