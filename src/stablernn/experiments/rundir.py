@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Self, TextIO
 import torch
 
 from .._io import atomic_save, atomic_write_text, remove_stale_temps
+from ..errors import RunDirError, RunLockedError
 
 if TYPE_CHECKING:
     from ..train.config import Config
@@ -58,14 +59,6 @@ def first_line(err: BaseException) -> str:
 def error_line(err: BaseException) -> str:
     """``Type: first line``: how crash records and reports name an error."""
     return f"{type(err).__name__}: {first_line(err)}"
-
-
-class RunLockedError(RuntimeError):
-    """Another process is working in this run directory."""
-
-
-class RunDirError(OSError):
-    """The run directory cannot be created or written (its message names the path and fix)."""
 
 
 class DamagedFileWarning(UserWarning):

@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_int, check_seed
+from ..errors import NonFiniteError
 
 __all__ = [
     "NonFiniteError",
@@ -47,11 +48,6 @@ Matvec = Callable[[Tensor], Tensor]
 TIE = 1e-3  # eigenvalues within this relative distance of the radius count as tied
 MAX_TIED = 32
 HESSENBERG = "Arnoldi Hessenberg matrix"
-
-
-class NonFiniteError(ValueError, FloatingPointError):
-    """A state, Jacobian or loss became NaN/Inf although the weights and inputs were finite
-    (overflow, or a diverging pre-training update); Note [finite before eig]."""
 
 
 def generator(seed: int) -> torch.Generator:
