@@ -13,18 +13,18 @@ BOXES = {
     "spectral.py": (3.8, 0, "Householder / SVD\nparametrisation"),
     "stack.py": (0.2, 1, "DeepRNN: fused path\nand step path"),
     "adapters.py": (2.6, 1, "torch.nn.LSTM/GRU/RNN\n-> DeepRNN, same Parameters"),
-    "stability/": (0.2, 2, "local maps, radii, flow,\nLyapunov, VAA, LSC, warm-up"),
+    "stability/": (0.2, 2, "local maps, estimators, radii,\nflow, VAA, LSC / warm-up harness"),
     "init/": (2.6, 2, "classical inits,\nmean-field critical init"),
     "tasks/": (5.0, 2, "long-memory tasks,\nchance levels, registry"),
-    "train/": (2.6, 3, "config, training loop,\nrun directories"),
-    "experiments": (2.6, 4, "sweep.py, report.py:\nsweeps, backends, reports"),
+    "train/": (2.6, 3, "config, training loop,\npre-training registry"),
+    "experiments/": (2.6, 4, "sweep spec, trials, backends,\nrun directories, reports"),
     "cli.py": (2.6, 5, "stablernn list | train | diagnose\n| sweep | report | demo"),
 }
 ARROWS = [  # (from, to): "from" builds on "to"
     ("cells/", "spectral.py"), ("stack.py", "cells/"), ("adapters.py", "stack.py"),
     ("stability/", "stack.py"), ("stability/", "adapters.py"), ("init/", "adapters.py"),
     ("train/", "stability/"), ("train/", "init/"), ("train/", "tasks/"),
-    ("experiments", "train/"), ("cli.py", "experiments"),
+    ("experiments/", "train/"), ("cli.py", "experiments/"),
 ]
 WIDTH, HEIGHT, ROW = 2.1, 0.62, 1.0
 
