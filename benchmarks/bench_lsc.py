@@ -71,7 +71,7 @@ def reference_radius_all(maps, estimator="auto", *, differentiable=False, seed=0
 def measured_error(model: DeepRNN, x: torch.Tensor, targets: dict[str, float]) -> float:
     """Largest |radius - target| over time and depth maps, exact estimator, held sequences."""
     report = radii(model, x, estimator="exact", kinds=["time", "depth"],
-                   steps=list(range(0, x.shape[1], max(1, x.shape[1] // 8))))
+                   time_steps=list(range(0, x.shape[1], max(1, x.shape[1] // 8))))
     return max(abs(report.mean(kind, layer) - targets[kind])
                for kind, per_layer in report.values.items() for layer in per_layer)
 
@@ -192,7 +192,7 @@ def matrix_case(case: tuple) -> dict:
 def exact_errors(model, x: torch.Tensor, targets: dict) -> dict[str, float]:
     """|radius - target| per map, exact estimator, 8 evenly spaced steps."""
     report = radii(model, x, estimator="exact",
-                   steps=list(range(0, x.shape[1], max(1, x.shape[1] // 8))))
+                   time_steps=list(range(0, x.shape[1], max(1, x.shape[1] // 8))))
     return {f"{kind} {layer}": abs(report.mean(kind, layer) - targets[kind])
             for kind, per_layer in report.values.items() for layer in per_layer}
 
