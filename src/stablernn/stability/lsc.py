@@ -8,7 +8,7 @@ state carried forward and takes one update per time step that drives every map's
 radius toward its target: by default a damped Gauss-Newton step on the radii (Note [radius
 Newton step] in :mod:`.lsc_step`: scale-free, one default for every cell and width), or the
 paper's AdamW on ``mean_maps mean_batch (radius - target)^2`` (``optimizer="adamw"``). Radii
-come from :mod:`.jacobians` with the eigenvalue-derivative gradient (Note [differentiable
+come from :mod:`.estimators` with the eigenvalue-derivative gradient (Note [differentiable
 radius] there), so no model is rebuilt and no eigendecomposition is differentiated.
 
 Targets: ``rho`` for time, depth and input maps (``"unbalanced"``: time ``T/(L+T)``, depth and

@@ -323,7 +323,7 @@ def _check_layers(layers: Any, num_layers: int) -> list[int]:
 
 
 def _prepare(model: nn.Module, inputs: Tensor, name: str) -> tuple[DeepRNN, Tensor]:
-    """:func:`~.jacobians.prepare`, and at least 2 sequences (VAA* compares them)."""
+    """:func:`~.local_maps.prepare`, and at least 2 sequences (VAA* compares them)."""
     net, inputs = prepare(model, inputs, name=name)
     if inputs.shape[0] < 2:
         raise ValueError(f"{name} must hold at least 2 sequences of at least 1 step (VAA* "
