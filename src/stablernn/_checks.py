@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeGuard, TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -20,6 +20,26 @@ from .errors import NonFiniteWeightsError
 T = TypeVar("T")
 
 
+def is_int(value: Any) -> TypeGuard[int]:
+    """Whether ``value`` is an integer and not a bool (JSON's ``true`` is no count).
+
+    Example:
+        >>> is_int(3), is_int(True), is_int(3.0)
+        (True, False, False)
+    """
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def is_real(value: Any) -> TypeGuard[float]:
+    """Whether ``value`` is a real number and not a bool (NaN and Inf included).
+
+    Example:
+        >>> is_real(2.5), is_real(False)
+        (True, False)
+    """
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
 def check_int(name: str, value: Any, *, low: int | None = 1, high: int | None = None) -> int:
     """``value`` as an int in ``[low, high]`` (bools and non-integral numbers refused).
 
@@ -27,7 +47,7 @@ def check_int(name: str, value: Any, *, low: int | None = 1, high: int | None = 
         >>> check_int("steps", 3)
         3
     """
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+    if not is_int(value):
         raise TypeError(f"{name} must be an int, got {type(value).__name__} ({value!r})")
     value = int(value)
     if low is not None and value < low:
@@ -93,7 +113,7 @@ def check_float(name: str, value: Any, *, low: float | None = None, high: float 
         >>> check_float("lr", 1e-3, low=0, low_open=True)
         0.001
     """
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+    if not is_real(value):
         raise TypeError(f"{name} must be a number, got {type(value).__name__} ({value!r})")
     try:
         value = float(value)

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Self, TextIO
 
 import torch
 
+from .._checks import is_int
 from .._io import atomic_save, atomic_write_text, remove_stale_temps
 from ..errors import RunDirError, RunLockedError
 
@@ -184,7 +185,7 @@ class RunDir:
                 bad += 1
                 continue
             step = row.get("step") if isinstance(row, dict) else None
-            if isinstance(step, bool) or not isinstance(step, int):
+            if not is_int(step):
                 bad += 1
                 continue
             rows.append(row)

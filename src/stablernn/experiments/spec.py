@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .._checks import is_int, is_real
 from ..train.config import Config, ConfigError, config_hash, set_value, validate
 from .rundir import first_line, run_dir_for
 
@@ -195,8 +196,7 @@ def _slurm_table(data: dict) -> dict:
     _require(cluster is None or cluster in SUBMITIT_CLUSTERS,
              f"[slurm] cluster = {cluster!r}; valid: {', '.join(SUBMITIT_CLUSTERS)}")
     poll = table.get("poll", 10)
-    _require(isinstance(poll, (int, float)) and not isinstance(poll, bool)
-             and math.isfinite(poll) and poll > 0,
+    _require(is_real(poll) and math.isfinite(poll) and poll > 0,
              f"[slurm] poll must be a number of seconds > 0, got {poll!r}")
     return dict(table)
 
@@ -221,12 +221,12 @@ def _zip_axes(zipped: dict) -> list[list[dict]]:
 
 def _seeds(data: dict) -> list[int]:
     seeds = data.get("seeds", [0])
-    if isinstance(seeds, int) and not isinstance(seeds, bool):
+    if is_int(seeds):
         _require(0 < seeds <= MAX_TRIALS,
                  f"seeds = {seeds}: give a count in 1..{MAX_TRIALS} or a list of seeds")
         return list(range(seeds))
     _require(isinstance(seeds, list) and len(seeds) > 0 and all(
-        isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds),
+        is_int(s) and s >= 0 for s in seeds),
              f"seeds must be a count > 0 or a non-empty list of ints >= 0, got {seeds!r}")
     _require(len(set(seeds)) == len(seeds), f"seeds has duplicates: {seeds}")
     return seeds

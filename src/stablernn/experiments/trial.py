@@ -17,6 +17,7 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
+from .._checks import is_int
 from .._io import atomic_write_text
 from ..train.config import Config, config_hash
 from .rundir import CRASH, SUMMARY, RunLockedError, error_line, run_dir_for
@@ -98,8 +99,7 @@ def _attempts(path: Path) -> int:
     if not file.exists():
         return 0
     attempts = (_read_record(file) or {}).get("attempts")
-    return attempts if isinstance(attempts, int) and not isinstance(attempts, bool) \
-        and attempts > 0 else 1
+    return attempts if is_int(attempts) and attempts > 0 else 1
 
 
 def limit_threads() -> None:

@@ -23,7 +23,6 @@ BatchNorm in training mode inside the readout) breaks this; call ``model.eval()`
 """
 from __future__ import annotations
 
-import numbers
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -357,9 +356,7 @@ def _local_maps(model: DeepRNN, x_t: Tensor, states: Sequence[State], kinds: Seq
 
 def check_step(t: int, length: int, name: str = "step") -> int:
     """Validate a 0-based step (negative counts from the end) and return it."""
-    if isinstance(t, bool) or not isinstance(t, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {type(t).__name__} ({t!r})")
-    t = int(t)
+    t = check_int(name, t, low=None)
     if not -length <= t < length:
         raise ValueError(f"{name} t={t} is outside the sequence: valid steps are "
                          f"0..{length - 1} (or -{length}..-1) for T={length}")

@@ -12,7 +12,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from .._checks import check_int
+from .._checks import check_int, is_int
 from .._deprecation import renamed_kwargs
 from ..plotting import new_axes
 from ..stack import DeepRNN
@@ -83,12 +83,12 @@ class RadiiReport:
 def _steps(steps: Sequence[int] | int | None, length: int) -> list[int]:
     if steps is None:
         return list(range(length))
-    if isinstance(steps, int) and not isinstance(steps, bool):
+    if is_int(steps):
         steps = [steps]
     if not isinstance(steps, (list, tuple, range)) or len(steps) == 0:
-        raise TypeError(f"steps must be None or a non-empty list of 0-based steps, got "
+        raise TypeError(f"time_steps must be None or a non-empty list of 0-based steps, got "
                         f"{steps!r}")
-    return sorted({check_step(t, length, f"steps[{i}]") for i, t in enumerate(steps)})
+    return sorted({check_step(t, length, f"time_steps[{i}]") for i, t in enumerate(steps)})
 
 
 def radii_at(model: DeepRNN, x: Tensor, states: list, t: int, estimator: str,

@@ -33,7 +33,6 @@ interruption restores the original weights; ``max_seconds`` bounds the whole cal
 from __future__ import annotations
 
 import contextlib
-import numbers
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, fields, replace
@@ -52,6 +51,7 @@ from .._checks import (
     check_options,
     check_positive,
     check_seed,
+    is_int,
 )
 from .._deprecation import rename_kwargs, renamed_kwargs
 from ..adapters import as_deep_rnn
@@ -307,15 +307,14 @@ def _check_curriculum(s_max: Any, s_increment: Any) -> tuple[int, int]:
 def _check_layers(layers: Any, num_layers: int) -> list[int]:
     if layers is None:
         return list(range(num_layers))
-    if isinstance(layers, numbers.Integral) and not isinstance(layers, bool):
+    if is_int(layers):
         layers = [layers]
     if not isinstance(layers, (list, tuple, range)):
         raise TypeError(f"layers must be a non-empty list of layer indices in "
                          f"0..{num_layers - 1}, got {layers!r}")
     layers = list(layers)
     bad = [layer for layer in layers
-           if isinstance(layer, bool) or not isinstance(layer, numbers.Integral)
-           or not -num_layers <= int(layer) < num_layers]
+           if not is_int(layer) or not -num_layers <= int(layer) < num_layers]
     if bad or not layers:
         raise ValueError(f"layers must be a non-empty list of layer indices in 0..{num_layers - 1}"
                          f", got {layers!r}")

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .._checks import is_real
 from ..errors import ConfigError
 
 
@@ -239,7 +240,7 @@ def _check(cond: bool, message: str) -> None:
 
 
 def _finite(x: float) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+    return is_real(x) and math.isfinite(x)
 
 
 def _check_finite_options(key: str, value: Any) -> None:

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Sequence
 from itertools import combinations
 from typing import Any
 
+from ..._checks import is_real
 from .load import NUMBER, configured_runs, finished_runs, is_a, run_status
 
 SEED = "run.seed"
@@ -46,7 +47,7 @@ def ident(value: Any) -> str:
 
 def order_key(value: Any) -> tuple:
     """Numbers first in numeric order, then everything else by its text."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
+    if is_real(value):
         return (0, value, "")
     return (1, 0, ident(value))
 
@@ -237,7 +238,7 @@ def parse_selector(text: str) -> dict[str, Any]:
 
 
 def _same(x: Any, y: Any) -> bool:
-    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (x, y))
+    numbers = is_real(x) and is_real(y)
     return float(x) == float(y) if numbers else ident(x) == ident(y)
 
 
