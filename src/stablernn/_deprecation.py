@@ -67,8 +67,8 @@ def renamed_kwargs(**renames: str) -> Callable[[F], F]:
     return wrap
 
 
-def deprecated_aliases(namespace: dict[str, Any], aliases: dict[str, str]
-                       ) -> Callable[[str], Any]:
+def deprecated_aliases(namespace: dict[str, Any], aliases: dict[str, str], *,
+                       stacklevel: int = 2) -> Callable[[str], Any]:
     """A module ``__getattr__`` serving each old name of ``aliases`` (old -> new) as the object
     now called new, with a DeprecationWarning; use as
     ``__getattr__ = deprecated_aliases(globals(), {"GradientFlow": "GradientFlowReport"})``.
@@ -78,7 +78,7 @@ def deprecated_aliases(namespace: dict[str, Any], aliases: dict[str, str]
     def __getattr__(name: str) -> Any:
         if name in aliases:
             warnings.warn(f"{module}.{name} is deprecated; use {aliases[name]} instead",
-                          DeprecationWarning, stacklevel=2)
+                          DeprecationWarning, stacklevel=stacklevel)
             return namespace[aliases[name]]
         raise AttributeError(f"module {module!r} has no attribute {name!r}")
 

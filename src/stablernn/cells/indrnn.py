@@ -13,9 +13,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .._checks import check_bool, check_choice
+from .._checks import check_choice
 from .base import Cell, register_cell
-from .rnn import ACTIVATIONS
+from .rnn import ACTIVATIONS, bias_params
 
 
 class IndRNNState(NamedTuple):
@@ -37,22 +37,18 @@ class IndRNNCell(Cell):
     State = IndRNNState
     gates = ("h",)
     identity_init = True  # u = 1: every neuron keeps its state (IRNN's idea, per neuron)
+    bias_ih: Tensor | None  # made by bias_params; None when built with bias=False
+    bias_hh: Tensor | None
 
     def __init__(self, input_size: int, hidden_size: int, *, nonlinearity: str = "relu",
                  bias: bool = True) -> None:
         super().__init__(input_size, hidden_size)
         check_choice("nonlinearity", nonlinearity, ACTIVATIONS)
-        check_bool("bias", bias)
         self.nonlinearity = nonlinearity
         bound = 1.0 / math.sqrt(hidden_size)
         self.weight_ih = nn.Parameter(torch.empty(hidden_size, input_size).uniform_(-bound, bound))
         self.weight_hh = nn.Parameter(torch.rand(hidden_size))
-        if bias:
-            self.bias_ih = nn.Parameter(torch.zeros(hidden_size))
-            self.bias_hh = nn.Parameter(torch.zeros(hidden_size))
-        else:
-            self.register_parameter("bias_ih", None)
-            self.register_parameter("bias_hh", None)
+        bias_params(self, hidden_size, bias)
 
     def project(self, x: Tensor) -> Tensor:
         return F.linear(x, self.weight_ih, self.bias_ih)

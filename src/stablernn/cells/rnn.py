@@ -29,18 +29,20 @@ def init_uniform_(cell: nn.Module) -> None:
         nn.init.uniform_(p, -bound, bound)
 
 
+def bias_params(cell: Cell, size: int, bias: bool) -> None:
+    """Create zero ``bias_ih`` and ``bias_hh`` of ``size``, or register both as None (PyTorch's
+    split-bias layout, which the fused kernels and ``from_torch`` expect)."""
+    check_bool("bias", bias)
+    for name in ("bias_ih", "bias_hh"):
+        cell.register_parameter(name, nn.Parameter(torch.zeros(size)) if bias else None)
+
+
 def gate_params(cell: Cell, gates: int, bias: bool) -> None:
     """Create ``weight_ih (gates*H, D)``, ``weight_hh (gates*H, H)``, ``bias_ih``, ``bias_hh``."""
-    check_bool("bias", bias)
     g, h, d = gates * cell.hidden_size, cell.hidden_size, cell.input_size
     cell.weight_ih = nn.Parameter(torch.empty(g, d))
     cell.weight_hh = nn.Parameter(torch.empty(g, h))
-    if bias:
-        cell.bias_ih = nn.Parameter(torch.empty(g))
-        cell.bias_hh = nn.Parameter(torch.empty(g))
-    else:
-        cell.register_parameter("bias_ih", None)
-        cell.register_parameter("bias_hh", None)
+    bias_params(cell, g, bias)
     init_uniform_(cell)
 
 

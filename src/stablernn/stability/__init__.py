@@ -13,6 +13,7 @@ import importlib
 import warnings
 from typing import Any
 
+from .._deprecation import deprecated_aliases
 from .diagnose import diagnose, load_model
 from .eigen import NonFiniteError
 from .estimators import Estimator, radius, radius_all
@@ -70,13 +71,14 @@ _MOVED = {
 _RENAMED = {"GradientFlow": "GradientFlowReport", "LyapunovSpectrum": "LyapunovReport"}
 
 
+_renamed = deprecated_aliases(globals(), _RENAMED, stacklevel=3)  # warns at the caller's line
+
+
 def __getattr__(name: str) -> Any:
     """The helpers in ``_MOVED`` and the old names in ``_RENAMED``, with a DeprecationWarning
     naming where they are now."""
     if name in _RENAMED:
-        warnings.warn(f"stablernn.stability.{name} is deprecated; use {_RENAMED[name]}",
-                      DeprecationWarning, stacklevel=2)
-        return globals()[_RENAMED[name]]
+        return _renamed(name)
     if name not in _MOVED:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     home = _MOVED[name]
