@@ -329,7 +329,7 @@ def test_forget_bias_nan_names_the_option():
 # ----- case 2: a scheme that does not apply to a later layer -----
 def _mixed(scheme: str) -> nn.Module:
     """A model whose last layer the scheme does not apply to (the first one it does)."""
-    if scheme in ("identity",):
+    if scheme in ("identity", "henaff"):
         return DeepRNN([RNNCell(3, 6), GRUCell(6, 6)])
     if scheme == "forget_bias":
         return DeepRNN([LSTMCell(3, 6), GRUCell(6, 6)])

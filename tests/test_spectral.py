@@ -303,3 +303,80 @@ def test_spectral_module_and_function_spellings():
     assert parametrize.is_parametrized(lin, "weight")
     assert function(nn.Linear(3, 3), "weight").weight.shape == (3, 3)
     assert "sigma_star" in str(__import__("inspect").signature(sp))
+
+
+# --------------------------------------------------------------------------- composability
+# A spectral torch module goes through every diagnostic and method; each result is checked
+# against the same module without the parametrisation, loaded with the explicit W.
+
+
+def _spectral_and_explicit(seed=11, layers=2):
+    torch.manual_seed(seed)
+    gru = spectral(nn.GRU(3, 6, num_layers=layers, batch_first=True).double(), r=0.1)
+    return gru, _explicit_gru(gru)
+
+
+def test_from_torch_shares_the_parametrisation():
+    gru, _ = _spectral_and_explicit()
+    model = stablernn.from_torch(gru)
+    originals = set(map(id, gru.parametrizations.weight_hh_l1.parameters()))
+    assert originals <= set(map(id, model.parameters()))  # the same reflectors and sigma
+    assert torch.equal(model.cells[1].weight_hh, gru.weight_hh_l1)
+    x = torch.randn(2, 5, 3, dtype=F64)
+    torch.testing.assert_close(model(x)[0], gru(x)[0], rtol=0, atol=1e-12)
+
+
+def test_radii_flow_and_diagnose_equal_the_explicit_module(tmp_path):
+    from stablernn.stability import diagnose, gradient_flow, radii
+    gru, ref = _spectral_and_explicit()
+    x = torch.randn(3, 12, 3, dtype=F64)
+    got, want = radii(gru, x, time_steps=6), radii(ref, x, time_steps=6)
+    assert got.values.keys() == want.values.keys()
+    for kind in want.values:
+        for layer in want.values[kind]:
+            torch.testing.assert_close(torch.tensor(got.values[kind][layer]),
+                                       torch.tensor(want.values[kind][layer]), atol=1e-8, rtol=0)
+    f_got, f_want = gradient_flow(gru, x), gradient_flow(ref, x)
+    torch.testing.assert_close(torch.as_tensor(f_got.norms), torch.as_tensor(f_want.norms),
+                               rtol=1e-8, atol=0)
+    d_got = diagnose(gru, x, tmp_path / "s", max_time_steps=4, vaa_time_steps=50)
+    d_want = diagnose(ref, x, tmp_path / "p", max_time_steps=4, vaa_time_steps=50)
+    assert d_got.keys() == d_want.keys()
+
+
+def test_lsc_trains_the_reflectors_and_sigma_and_keeps_the_band():
+    from stablernn.stability import radii
+    gru, _ = _spectral_and_explicit(seed=12)
+    x = torch.randn(8, 20, 3, dtype=F64)
+    plist = gru.parametrizations.weight_hh_l0
+    before = [p.detach().clone() for p in plist.parameters()]
+    report = stablernn.lsc_pretrain(gru, x, rho=0.5, steps=15)
+    moved = [float((p.detach() - b).abs().max())
+             for p, b in zip(plist.parameters(), before, strict=True)]
+    assert moved[0] > 0 and moved[1] > 0 and moved[2] > 0  # U, V reflectors and sigma
+    assert band(gru, "weight_hh_l0", r=0.1) and band(gru, "weight_hh_l1", r=0.1)
+    # the report measured the module it changed: its radii are the explicit module's
+    after = radii(_explicit_gru(gru), x, time_steps=4).values["time"][0]
+    assert report.history and all(abs(a - b) < 1e-8 for a, b in
+                                  zip(after, radii(gru, x, time_steps=4).values["time"][0]))
+
+
+def test_warmup_on_a_spectral_module_matches_the_explicit_vaa_and_trains_it():
+    from stablernn.stability import vaa
+    gru, ref = _spectral_and_explicit(seed=13, layers=1)
+    x = torch.randn(16, 10, 3, dtype=F64)
+    torch.testing.assert_close(torch.tensor(vaa(gru, x, time_steps=30).vaa),
+                               torch.tensor(vaa(ref, x, time_steps=30).vaa))
+    plist = gru.parametrizations.weight_hh_l0
+    before = plist.original0.detach().clone()
+    stablernn.warmup(gru, x, steps=3, measure_steps=30, s_max=20)
+    assert float((plist.original0.detach() - before).abs().max()) > 0
+    assert band(gru, "weight_hh_l0", r=0.1)
+
+
+def test_critical_init_says_it_does_not_apply_to_spectral_weights():
+    gru, _ = _spectral_and_explicit()
+    snap = snapshot(gru)
+    with pytest.raises(ValueError, match="does not apply to spectrally parametrised"):
+        stablernn.critical_init(gru, 50)
+    assert_unchanged(gru, snap)

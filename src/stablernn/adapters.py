@@ -7,7 +7,6 @@ and an optimiser step on the module is seen by the stack, and vice versa.
 from __future__ import annotations
 
 from torch import nn
-from torch.nn.utils import parametrize
 
 from .cells.base import cell_for_torch
 from .stack import DeepRNN
@@ -25,7 +24,11 @@ def from_torch(module: nn.Module, *, readout: nn.Module | None = None) -> DeepRN
 
     Raises:
         TypeError: ``module`` is not one of those classes.
-        ValueError: bidirectional, ``proj_size > 0`` or parametrised weights (unsupported).
+        ValueError: bidirectional or ``proj_size > 0`` (unsupported).
+
+    Parametrised weights (``stablernn.spectral(module)``, torch's ``orthogonal``) are shared
+    with their parametrisation: the stack computes the same weights from the same underlying
+    Parameters, so LSC and warm-up train the reflectors and sigma of a spectral module.
 
     Example:
         >>> gru = nn.GRU(3, 8, num_layers=2)
@@ -41,9 +44,6 @@ def from_torch(module: nn.Module, *, readout: nn.Module | None = None) -> DeepRN
                          "assume a causal time direction")
     if getattr(module, "proj_size", 0):
         raise ValueError(f"LSTM with proj_size={module.proj_size} is not supported")
-    if parametrize.is_parametrized(module):
-        raise ValueError("from_torch needs plain Parameters; convert the module before "
-                         "registering parametrisations (e.g. stablernn.spectral)")
     cls = cell_for_torch(module)  # the cell that declares torch_module = type(module)
     assert cls is not None  # RNN, LSTM and GRU all have one
     cells = [cls.from_torch_layer(module, i) for i in range(module.num_layers)]

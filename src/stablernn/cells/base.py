@@ -256,18 +256,56 @@ class Cell(nn.Module):
 
     @classmethod
     def from_torch_layer(cls, module: nn.RNNBase, layer: int) -> Cell:
-        """A cell sharing layer ``layer``'s Parameters of ``module`` (of ``cls.torch_module``)."""
+        """A cell sharing layer ``layer``'s Parameters of ``module`` (of ``cls.torch_module``).
+
+        A parametrised tensor of ``module`` (``stablernn.spectral``, torch's ``orthogonal``)
+        is shared with its parametrisation: the cell computes the same weight from the same
+        underlying Parameters (:func:`share_parametrization`).
+        """
         d_in = module.input_size if layer == 0 else module.hidden_size
         make: Callable[..., Cell] = cls  # the torch_module cells take ``bias``; Cell does not
         cell = make(d_in, module.hidden_size, bias=module.bias, **cls._torch_options(module))
         for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
-            if getattr(cell, name) is not None:
+            if getattr(cell, name) is None:
+                continue
+            if parametrize.is_parametrized(module, f"{name}_l{layer}"):
+                share_parametrization(cell, name, module, f"{name}_l{layer}")
+            else:
                 setattr(cell, name, getattr(module, f"{name}_l{layer}"))  # the same Parameter
         return cell
 
     @classmethod
     def _torch_options(cls, module: nn.RNNBase) -> dict[str, Any]:
         return {}
+
+
+class _Placeholder(nn.Module):
+    """The identity, registered only to be replaced by a shared ParametrizationList."""
+
+    def forward(self, X: Tensor) -> Tensor:
+        return X
+
+
+def share_parametrization(cell: nn.Module, name: str, source: nn.Module, source_name: str
+                          ) -> None:
+    """Make ``cell.<name>`` the parametrised tensor ``source.<source_name>``: the cell holds the
+    very ParametrizationList (its original Parameters, buffers and maps) of ``source``, so both
+    compute the same weight, an optimiser step on either is seen by both, and assigning either
+    projects through the same ``right_inverse``.
+
+    Example:
+        >>> from stablernn.spectral import spectral
+        >>> lin, other = spectral(nn.Linear(3, 3), "weight"), nn.Linear(3, 3)
+        >>> share_parametrization(other, "weight", lin, "weight")
+        >>> torch.equal(other.weight, lin.weight)
+        True
+    """
+    plists = source.parametrizations
+    assert isinstance(plists, nn.ModuleDict)
+    parametrize.register_parametrization(cell, name, _Placeholder(), unsafe=True)
+    mine = cell.parametrizations
+    assert isinstance(mine, nn.ModuleDict)
+    mine[name] = plists[source_name]  # the property reads cell.parametrizations[name]
 
 
 def cell_classes() -> list[type[Cell]]:

@@ -5,9 +5,12 @@ Zhang, Lei, Dhillon (arXiv 1803.09327); docs/algorithms.md sections 5 and 6. The
 """
 from __future__ import annotations
 
+from .._checks import check_choice
 from ..spectral import spectral
 from .base import register_cell
-from .rnn import RNNCell
+from .rnn import RNNCell, henaff_init_
+
+INITS = ("haar", "henaff")
 
 
 @register_cell("spectral")  # `stablernn train --model spectral`
@@ -22,7 +25,11 @@ class SpectralRNNCell(RNNCell):
             factor; the paper's default is ``H / 4``).
         r: half-width of the singular value band (default 0.01).
         sigma_star: centre of the band (default 1.0).
-        nonlinearity, bias: as for :class:`RNNCell`.
+        nonlinearity, bias: as for :class:`RNNCell` (``"modrelu"`` with the ``"henaff"`` init
+            is the set-up that learns copy at ``T = 1000``, docs/spectral.md).
+        init: ``"haar"`` (default, the paper's: ``sigma = sigma_star``, Haar-random ``U`` and
+            ``V``) or ``"henaff"`` (``W`` block rotations with uniform angles, He input weights,
+            zero biases: :func:`~stablernn.cells.rnn.henaff_init_`; needs ``1`` in the band).
 
     Example:
         >>> import torch
@@ -37,10 +44,18 @@ class SpectralRNNCell(RNNCell):
 
     def __init__(self, input_size: int, hidden_size: int, *, k: int | None = None,
                  r: float = 0.01, sigma_star: float = 1.0, nonlinearity: str = "tanh",
-                 bias: bool = True) -> None:
+                 bias: bool = True, init: str = "haar") -> None:
         super().__init__(input_size, hidden_size, nonlinearity=nonlinearity, bias=bias)
-        self.k, self.r, self.sigma_star = k, r, sigma_star
+        check_choice("init", init, INITS)
+        self.k, self.r, self.sigma_star, self.init = k, r, sigma_star, init
         spectral(self, "weight_hh", k=k, r=r, sigma_star=sigma_star)
+        if init == "henaff":
+            if not abs(self.sigma_star - 1.0) <= self.r:
+                raise ValueError(f"init='henaff' needs singular value 1 inside the band "
+                                 f"[{self.sigma_star - self.r}, {self.sigma_star + self.r}]; "
+                                 f"use init='haar' or move sigma_star / r")
+            henaff_init_(self)
 
     def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, k={self.k}, r={self.r}, sigma_star={self.sigma_star}"
+        return (f"{super().extra_repr()}, k={self.k}, r={self.r}, sigma_star={self.sigma_star}, "
+                f"init={self.init!r}")

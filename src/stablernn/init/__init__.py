@@ -25,6 +25,7 @@ from torch.nn.utils import parametrize
 
 from .._checks import check_finite_weights, check_float, check_int
 from .._transaction import transaction
+from ..spectral import Spectral
 from . import classical
 from .critical import apply_hyper, cell_kind, check_applies, estimate_hyper
 from .meanfield import GateHyper, MeanFieldHyper, Prediction, predict, solve_critical
@@ -111,9 +112,15 @@ def _classical(name: str) -> Callable:
 
 
 def _check_critical_layer(cell: nn.Module) -> None:
+    if any(isinstance(m, Spectral) for m in cell.modules()):
+        raise ValueError("critical init does not apply to spectrally parametrised weights: its "
+                         "mean-field theory draws i.i.d. Gaussian weights, while U diag(sigma) "
+                         "V^T keeps every singular value in [sigma_star - r, sigma_star + r] "
+                         "(docs/spectral.md); use critical_init on the plain module, or keep "
+                         "the spectral initialisation")
     if parametrize.is_parametrized(cell):
-        raise ValueError("critical init cannot write parametrised weights (e.g. "
-                         "stablernn.spectral); initialise before parametrising")
+        raise ValueError("critical init cannot write parametrised weights (e.g. torch's "
+                         "orthogonal); initialise before parametrising")
     if cell_kind(cell) is None:
         raise ValueError("critical init applies to LSTM and GRU layers; this one is not")
 
@@ -202,7 +209,7 @@ def init_(module: nn.Module, scheme: str, **options) -> InitReport:
 
     Args:
         module: a stablernn cell, a DeepRNN or a ``torch.nn.RNN/LSTM/GRU``.
-        scheme: one of ``INITS`` (glorot_uniform, glorot_normal, he, orthogonal, identity,
+        scheme: one of ``INITS`` (glorot_uniform, glorot_normal, he, orthogonal, identity, henaff,
             forget_bias, chrono, torch_default, critical).
         **options: the scheme's options (chrono: ``t_max`` or ``seq_len``; critical:
             ``seq_len``, ``q_x``; forget_bias: ``value``).

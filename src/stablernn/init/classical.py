@@ -10,6 +10,8 @@ Every scheme acts on one layer (a cell with PyTorch's ``weight_ih (G*H, D)``,
 - orthogonal (Saxe et al., arXiv 1312.6120): every recurrent block orthogonal (all singular
   values 1), input blocks Glorot uniform, biases 0.
 - identity (IRNN, Le et al., arXiv 1504.00941): RNN only; ``W_hh = I``, ``W_ih ~ N(0, 0.001^2)``.
+- henaff (Henaff et al., arXiv 1602.06662): RNN only; ``W_hh`` block-diagonal ``2 x 2``
+  rotations by angles ``U(-pi, pi)``, ``W_ih`` He normal, biases 0 (the copy-task init).
 - forget_bias (Jozefowicz et al. 2015): LSTM only; forget-gate bias sum 1 (others unchanged).
 - chrono (Tallec & Ollivier, arXiv 1804.11188): LSTM ``b_f = log U[1, t_max - 1]``,
   ``b_i = -b_f``; GRU (PyTorch's ``z`` keeps the state) ``b_z = log U[1, t_max - 1]``.
@@ -32,7 +34,7 @@ from torch.nn.utils import parametrize
 
 from .._checks import check_float
 from ..cells.base import Cell, cell_classes
-from ..cells.rnn import init_uniform_
+from ..cells.rnn import henaff_init_, init_uniform_
 
 
 def _hidden_size(cell: nn.Module) -> int:
@@ -216,6 +218,7 @@ CLASSICAL = {
     "he": Scheme(he, gated=True),
     "orthogonal": Scheme(orthogonal, gated=True),
     "identity": Scheme(identity, needs="identity_init"),
+    "henaff": Scheme(henaff_init_, needs="identity_init", gated=True),  # IndRNN: no matrix
     "forget_bias": Scheme(forget_bias, needs="forget_gate", bias=True,
                           options={"value": lambda v: check_float("value", v)}),
     "chrono": Scheme(chrono, needs="chrono_gates", bias=True,
