@@ -1,14 +1,19 @@
-"""Speed of the spectral parametrisation (docs/algorithms.md section 5), measured side by side.
+"""Speed of the spectral parametrisation (docs/spectral.md), measured side by side with its peers.
 
-Table 1: forward + backward time of building one n x n weight ``U diag(sigma) V^T`` by
-  - our compact WY form (k = n, and the paper's k = n/4),
-  - ``torch.linalg.householder_product`` for U and V (LAPACK orgqr, k = n),
-  - ``torch.matrix_exp`` of skew matrices (expRNN / geotorch style),
-and a dense ``n x n @ n x n`` matmul as the baseline (ratios are to that baseline).
+Table 1: forward + backward time of building one n x n weight, as a ratio to a dense
+``n x n @ n x n`` matmul (forward + weight gradient) measured in the same run:
+  - ours: the blocked compact-WY build of ``U diag(sigma) V^T`` (k = n, and the paper's
+    k = n/4), Note [Blocked build] in stablernn/spectral.py;
+  - ours, unblocked: the version-1 build (one compact WY factor per side, autograd), for the
+    record;
+  - ``torch.nn.utils.parametrizations.orthogonal`` (Cayley, matrix_exp): builds an orthogonal
+    ``Q`` only, a smaller function class than ``U f(sigma) V^T``;
+  - ``geotorch.almost_orthogonal`` (Cayley, expm): ``U f(sigma) V^T`` like ours (the
+    ``[geotorch]`` extra; skipped when missing).
 Table 2: forward + backward of a tanh RNN over T steps, W built once per batch vs a dense W,
   in our step loop (RNNCell vs SpectralRNNCell) and in ``torch.nn.RNN`` (fused kernel).
 
-Usage: python benchmarks/bench_spectral.py [--sizes 128 256 512] [--T 64] [--batch 32]
+Usage: python benchmarks/bench_spectral.py [--sizes 128 256 512] [--T 64] [--batch 32] [--threads 1]
 """
 from __future__ import annotations
 
@@ -21,7 +26,7 @@ from torch import nn
 
 from stablernn.cells import RNNCell
 from stablernn.cells.spectral_rnn import SpectralRNNCell
-from stablernn.spectral import Spectral, reflector_matrix, spectral
+from stablernn.spectral import Spectral, spectral, wy_factor
 
 
 def timeit_all(fns: list[Callable[[], None]], reps: int, budget: float = 3.0) -> list[float]:
@@ -63,23 +68,40 @@ def build_wy(n: int, k: int) -> Callable[[], None]:
     return fwd_bwd(lambda: sp(*args), args)
 
 
-def build_householder(n: int) -> Callable[[], None]:
-    A_u, A_v, s = param(n, n), param(n, n), param(n)
+def build_unblocked(n: int) -> Callable[[], None]:
+    """Version 1: ``W = [B; 0] - Y_u (X_u B)``, ``B = diag(sigma) V^T``, autograd throughout."""
+    sp = Spectral((n, n), 1, n, 0.01, 1.0)
+    A_u, A_v, s = (t.requires_grad_() for t in sp.sample())
 
     def build() -> torch.Tensor:
-        U, V = (torch.linalg.householder_product(Y, 2 / (Y * Y).sum(0))
-                for Y in (reflector_matrix(A_u), reflector_matrix(A_v)))
-        return (U * (1 + 0.02 * (torch.sigmoid(s) - 0.5))) @ V.T
+        Y_u, X_u = wy_factor(A_u)
+        Y_v, X_v = wy_factor(A_v)
+        B = sp.sigma(s).unsqueeze(-1) * (torch.eye(n) - X_v.mT @ Y_v.mT)
+        return B - Y_u @ (X_u @ B)
     return fwd_bwd(build, [A_u, A_v, s])
 
 
-def build_expm(n: int) -> Callable[[], None]:
-    A_u, A_v, s = param(n, n), param(n, n), param(n)
+def build_parametrized(register: Callable[[nn.Module], object], n: int) -> Callable[[], None]:
+    lin = nn.Linear(n, n, bias=False)
+    register(lin)
+    params = list(lin.parameters())
+    return fwd_bwd(lambda: lin.weight, params)
 
-    def build() -> torch.Tensor:
-        U, V = (torch.matrix_exp(A - A.T) for A in (A_u, A_v))
-        return (U * (1 + 0.02 * (torch.sigmoid(s) - 0.5))) @ V.T
-    return fwd_bwd(build, [A_u, A_v, s])
+
+def peers(n: int) -> dict[str, Callable[[], None]]:
+    """The peers' builds of an n x n weight (geotorch only when installed)."""
+    orth = nn.utils.parametrizations.orthogonal
+    out = {f"torch orthogonal ({m})": build_parametrized(
+        lambda lin, m=m: orth(lin, orthogonal_map=m), n) for m in ("cayley", "matrix_exp")}
+    try:
+        import geotorch
+    except ImportError:
+        return out
+    for triv in ("cayley", "expm"):
+        out[f"geotorch almost_orthogonal ({triv})"] = build_parametrized(
+            lambda lin, t=triv: geotorch.almost_orthogonal(lin, "weight", lam=0.01,
+                                                           f="scaled_sigmoid", triv=t), n)
+    return out
 
 
 def dense_matmul(n: int) -> Callable[[], None]:
@@ -88,13 +110,20 @@ def dense_matmul(n: int) -> Callable[[], None]:
 
 
 def build_table(sizes: list[int], reps: int) -> list[str]:
-    rows = ["| n | dense matmul ms | WY k=n | WY k=n/4 | householder_product | matrix_exp |",
-            "|---|---|---|---|---|---|"]
+    """Rows: builds; columns: sizes; cells: ms (ratio to the dense matmul of that size)."""
+    times: dict[str, dict[int, float]] = {}
     for n in sizes:
-        base, *others = timeit_all([dense_matmul(n), build_wy(n, n), build_wy(n, max(1, n // 4)),
-                                    build_householder(n), build_expm(n)], reps)
-        cells = " | ".join(f"{t:.2f} ms ({t / base:.1f}x)" for t in others)
-        rows.append(f"| {n} | {base:.2f} | {cells} |")
+        runs = {"dense matmul": dense_matmul(n), "ours, k = n": build_wy(n, n),
+                "ours, k = n/4": build_wy(n, max(1, n // 4)),
+                "ours v1 (unblocked), k = n": build_unblocked(n), **peers(n)}
+        for name, ms in zip(runs, timeit_all(list(runs.values()), reps), strict=True):
+            times.setdefault(name, {})[n] = ms
+    base = times["dense matmul"]
+    rows = ["| build | " + " | ".join(f"n = {n}" for n in sizes) + " |",
+            "|---|" + "---|" * len(sizes)]
+    for name, row in times.items():
+        cells = (f"{row[n]:.2f} ms ({row[n] / base[n]:.1f}x)" for n in sizes)
+        rows.append(f"| {name} | " + " | ".join(cells) + " |")
     return rows
 
 
@@ -137,7 +166,7 @@ def main() -> None:
     torch.manual_seed(0)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, float32, CPU, "
           f"best of up to {args.reps} interleaved runs")
-    print("\nBuilding W (forward + backward), ratio to a dense n x n matmul:\n")
+    print("\nBuilding W (forward + backward), ms and ratio to a dense n x n matmul:\n")
     print("\n".join(build_table(args.sizes, args.reps)))
     print(f"\ntanh RNN, T={args.T}, batch={args.batch}, forward + backward:\n")
     print("\n".join(rnn_table(args.sizes, args.T, args.batch, args.reps)))

@@ -104,7 +104,8 @@ def build(name: str, args: argparse.Namespace) -> tuple[DeepRNN, torch.optim.Opt
     rest = [p for p in model.parameters() if id(p) not in ids]
     groups = [{"params": rest, "lr": args.lr}] + ([{"params": rec, "lr": args.lr_rec}]
                                                   if rec else [])
-    return model, torch.optim.RMSprop(groups, lr=args.lr)
+    optim = {"rmsprop": torch.optim.RMSprop, "adam": torch.optim.Adam}[args.optim]
+    return model, optim(groups, lr=args.lr)
 
 
 def train_chunk(args: argparse.Namespace, seed: int, chunk: int) -> Task:
@@ -161,6 +162,8 @@ def run_one(name: str, seed: int, args: argparse.Namespace) -> dict:
         loss = data.loss(model(x)[0], y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        if args.clip:
+            nn.utils.clip_grad_norm_(model.parameters(), args.clip)
         opt.step()
         state["update"] = u + 1
         state["elapsed"] = time.perf_counter() - start
@@ -245,9 +248,11 @@ def main() -> None:
     parser.add_argument("--hidden", type=int, default=128)
     parser.add_argument("--lstm-hidden", type=int, default=64)
     parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--lr-rec", type=float, default=1e-4)
+    parser.add_argument("--lr", type=float, default=5e-4)
+    parser.add_argument("--lr-rec", type=float, default=5e-5)
     parser.add_argument("--r", type=float, default=0.01)
+    parser.add_argument("--optim", choices=["rmsprop", "adam"], default="rmsprop")
+    parser.add_argument("--clip", type=float, default=0.0, help="gradient-norm clip; 0: none")
     parser.add_argument("--eval-every", type=int, default=50)
     parser.add_argument("--n-valid", type=int, default=256)
     parser.add_argument("--save-every", type=float, default=60.0)

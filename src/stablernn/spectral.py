@@ -34,6 +34,17 @@ without forming ``U`` or ``V``: ``B = diag(sigma) V[:, :p]^T`` and ``W = [B; 0] 
 with ``X_u = T_u Y_u^T``; about ``3 m n k`` flops. With ``k < n``, ``U`` and ``V`` are rank-``k``
 perturbations of ``I``, so ``W - Sigma`` has rank at most ``2 k``.
 
+# Note [Blocked build]
+``W`` is built as ``U [(V[:, :p] diag(sigma))^T; 0]`` by applying the reflectors in blocks of
+``_BLOCK`` columns, each block in compact WY form ``I - Y_j T_j Y_j^T`` (Note [Compact WY]
+within the block). Two structures are exploited: column ``i`` of ``Y`` is zero above row ``i``,
+so block ``j`` only touches rows ``>= j``; and when ``V`` is applied to ``[diag(sigma); 0]``
+starting with the last block (as LAPACK's ``orgqr`` forms ``Q``), block ``j`` meets a matrix
+that is still ``[diag; 0]`` outside rows and columns ``>= j``. For ``m = n = k`` this costs about
+``(4/3 + 2) n^3`` multiply-adds against ``6 n^3`` for the unblocked form (one ``k x k``
+triangular factor per side, then full products), and the backward through it shrinks alike:
+docs/spectral.md, "Speed of the parametrisation", has the measurements.
+
 # Note [Saturated sigma]
 ``sigma = 2 r (sigmoid(p) - 1/2) + sigma_star``. ``right_inverse`` clips the singular values of
 the weight it projects to the band shrunk by ``_EDGE * 2 r`` on each side, so ``p`` stays finite;
@@ -51,6 +62,7 @@ from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 from torch.nn.utils import parametrize
 
 from ._checks import check_float, check_int
@@ -101,6 +113,154 @@ def wy_orthogonal(A: Tensor) -> Tensor:
     return torch.eye(n, dtype=A.dtype, device=A.device) - Y @ X
 
 
+_BLOCK = 64  # reflectors per block of the blocked build, Note [Blocked build]
+
+
+def wy_blocks(A: Tensor, block: int = _BLOCK) -> list[tuple[int, Tensor, Tensor]]:
+    """The reflectors ``A (..., n, k)`` in blocks of ``block`` columns: per block its first
+    column ``j``, ``Y_j`` restricted to rows ``>= j`` ``(..., n - j, b)`` (the rows above are
+    zero) and ``T_j^{-1} (..., b, b)``, Note [Blocked build]."""
+    Y = reflector_matrix(A)
+    out = []
+    for j in range(0, A.shape[-1], block):
+        Yj = Y[..., j:, j:j + block]
+        S = Yj.mT @ Yj
+        out.append((j, Yj, S.triu(1) + torch.diag_embed(S.diagonal(dim1=-2, dim2=-1) / 2)))
+    return out
+
+
+def apply_blocks(blocks: list[tuple[int, Tensor, Tensor]], M: Tensor, *,
+                 lower_left_zero: bool = False) -> Tensor:
+    """``Q M`` for ``Q = H_0 ... H_{k-1}`` given by :func:`wy_blocks` (the last block first).
+
+    With ``lower_left_zero`` the caller promises that ``M`` is zero below the diagonal and equal
+    to the identity pattern where the later blocks leave it, so block ``j`` only touches rows and
+    columns ``>= j`` (Note [Blocked build]); ``M`` is then ``[diag; 0]``.
+    """
+    for j, Yj, T_inv in reversed(blocks):
+        lo = j if lower_left_zero else 0
+        part = M[..., j:, lo:]
+        part = part - Yj @ torch.linalg.solve_triangular(T_inv, Yj.mT @ part, upper=True)
+        if lower_left_zero:
+            part = torch.cat([M[..., j:, :lo], part], dim=-1)
+        M = torch.cat([M[..., :j, :], part], dim=-2)
+    return M
+
+
+def _sub_mm_(out: Tensor, a: Tensor, b: Tensor) -> None:
+    """``out -= a @ b`` in place, the subtraction fused into the GEMM where torch has one."""
+    if out.dim() == 2:
+        out.addmm_(a, b, alpha=-1)
+    elif out.dim() == 3:
+        out.baddbmm_(a, b, alpha=-1)
+    else:
+        out.sub_(a @ b)
+
+
+def _block_reflectors(A: Tensor, j: int, block: int) -> Tensor:
+    """Columns ``j : j + block`` of ``reflector_matrix(A)``, rows ``>= j`` (the rows above are
+    zero), built without forming the whole ``Y``."""
+    Yj = A[..., j:, j:j + block].clone()
+    top = Yj[..., :Yj.shape[-1], :]
+    top.tril_(-1).diagonal(dim1=-2, dim2=-1).fill_(1.0)
+    return Yj
+
+
+def _block_apply(A: Tensor, M: Tensor, block: int, structured: bool) -> list:
+    """``M <- Q M`` in place for the reflectors ``A``, block by block (the last first); returns
+    what the backward needs per block: ``(j, Y_j, T_j, input N_j, Z_j = Y_j^T N_j,
+    R_j = T_j Z_j)``. ``T_j`` is formed explicitly (one small triangular solve), so every
+    product is a GEMM, and the update is fused into it."""
+    records = []
+    for j in reversed(range(0, A.shape[-1], block)):
+        Yj = _block_reflectors(A, j, block)
+        T_inv = (Yj.mT @ Yj).triu_()
+        T_inv.diagonal(dim1=-2, dim2=-1).mul_(0.5)
+        eye = torch.eye(T_inv.shape[-1], dtype=A.dtype, device=A.device)
+        T = torch.linalg.solve_triangular(T_inv, eye, upper=True)
+        N = M[..., j:, j if structured else 0:]
+        Z = Yj.mT @ N
+        R = T @ Z
+        records.append((j, Yj, T, N.clone(), Z, R))
+        _sub_mm_(N, Yj, R)
+    return records
+
+
+def _block_backward(A: Tensor, G: Tensor, records: list, structured: bool) -> Tensor:
+    """Walk :func:`_block_apply` back: ``G <- Q^T G`` in place; returns ``dL/dA``.
+
+    Per block ``N' = N - Y T Y^T N`` with ``T^{-1} = striu(Y^T Y) + diag(Y^T Y) / 2``:
+    ``dN = G - Y P`` with ``P = T^T Y^T G``; ``dY = -(G R^T + N P^T) + Y (dS + dS^T)`` where
+    ``dS`` is ``dL/dT^{-1} = -T^T (-(Y^T G) Z^T) T^T`` masked like ``T^{-1}``; ``dL/dA`` is
+    ``dY`` below the diagonal (Note [Householder signs])."""
+    gA = torch.zeros_like(A)
+    for j, Yj, T, N, Z, R in reversed(records):
+        Gp = G[..., j:, j if structured else 0:]
+        YG = Yj.mT @ Gp
+        P = T.mT @ YG
+        dS = (T.mT @ (YG @ Z.mT) @ T.mT).triu_()  # -T^T dL/dT T^T, masked like T^{-1}
+        dS.diagonal(dim1=-2, dim2=-1).mul_(0.5)
+        g = Yj @ (dS + dS.mT)
+        _sub_mm_(g, Gp, R.mT)
+        _sub_mm_(g, N, P.mT)
+        g[..., :g.shape[-1], :].tril_(-1)
+        gA[..., j:, j:j + g.shape[-1]] = g
+        _sub_mm_(Gp, Yj, P)
+    return gA
+
+
+class _BlockedWeight(torch.autograd.Function):
+    """:func:`blocked_weight` with a hand-written backward that updates in place (autograd
+    through the slices of the blocked loop spends a third of its time zero-filling)."""
+
+    @staticmethod
+    def forward(ctx: Any, A_u: Tensor, A_v: Tensor, sigma: Tensor, block: int) -> Tensor:
+        m, n, p = A_u.shape[-2], A_v.shape[-2], sigma.shape[-1]
+        VS = torch.nn.functional.pad(torch.diag_embed(sigma), (0, 0, 0, n - p))  # (..., n, p)
+        rec_v = _block_apply(A_v, VS, block, structured=True)
+        W = torch.nn.functional.pad(VS.mT, (0, 0, 0, m - p)).contiguous()  # (..., m, n)
+        rec_u = _block_apply(A_u, W, block, structured=False)
+        ctx.save_for_backward(A_u, A_v)
+        ctx.records, ctx.p = (rec_u, rec_v), p
+        return W
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+        A_u, A_v = ctx.saved_tensors
+        rec_u, rec_v = ctx.records
+        p = ctx.p
+        G = grad.clone()
+        gA_u = _block_backward(A_u, G, rec_u, structured=False)
+        Gv = G[..., :p, :].mT.contiguous()  # dL/d(V S), (..., n, p)
+        gA_v = _block_backward(A_v, Gv, rec_v, structured=True)
+        return gA_u, gA_v, Gv[..., :p, :].diagonal(dim1=-2, dim2=-1), None
+
+
+def blocked_weight(A_u: Tensor, A_v: Tensor, sigma: Tensor, block: int = _BLOCK) -> Tensor:
+    """``U[:, :p] diag(sigma) V[:, :p]^T (..., m, n)`` from reflectors ``A_u (..., m, k)``,
+    ``A_v (..., n, k)`` and ``sigma (..., p)``, ``p = min(m, n)``: Note [Blocked build].
+
+    Inside ``torch.func`` transforms it runs the same blocks through plain autograd ops.
+
+    Example:
+        >>> A_u, A_v = torch.randn(5, 5, dtype=torch.float64), torch.randn(5, 5, dtype=torch.float64)
+        >>> sigma = torch.rand(5, dtype=torch.float64)
+        >>> W = wy_orthogonal(A_u) @ torch.diag(sigma) @ wy_orthogonal(A_v).T
+        >>> torch.allclose(blocked_weight(A_u, A_v, sigma), W)
+        True
+    """
+    if not torch._C._are_functorch_transforms_active():
+        if A_u.dim() > 2:  # one 2-D build per gate block: GEMMs run faster than batched ones
+            return torch.stack([blocked_weight(a, b, s, block) for a, b, s in
+                                zip(A_u.unbind(0), A_v.unbind(0), sigma.unbind(0), strict=True)])
+        return _BlockedWeight.apply(A_u, A_v, sigma, block)
+    m, n, p = A_u.shape[-2], A_v.shape[-2], sigma.shape[-1]
+    VS = torch.nn.functional.pad(torch.diag_embed(sigma), (0, 0, 0, n - p))
+    VS = apply_blocks(wy_blocks(A_v, block), VS, lower_left_zero=True)  # (..., n, p)
+    return apply_blocks(wy_blocks(A_u, block), torch.nn.functional.pad(VS.mT, (0, 0, 0, m - p)))
+
+
 def fit_reflectors(Q: Tensor, k: int) -> tuple[Tensor, Tensor]:
     """Reflectors whose product matches the orthogonal ``Q (..., n, n)`` up to column signs.
 
@@ -149,14 +309,8 @@ class Spectral(nn.Module):
         return 2 * self.r * (torch.sigmoid(s) - 0.5) + self.sigma_star
 
     def forward(self, A_u: Tensor, A_v: Tensor, s: Tensor) -> Tensor:
-        p = self.p
-        Y_u, X_u = wy_factor(A_u)  # (G, m, k), (G, k, m)
-        Y_v, X_v = wy_factor(A_v)  # (G, n, k), (G, k, n)
-        eye = torch.eye(p, self.n, dtype=s.dtype, device=s.device)
-        Vt = eye - X_v[..., :p].mT @ Y_v.mT  # V[:, :p]^T: (G, p, n)
-        B = (self.signs * self.sigma(s)).unsqueeze(-1) * Vt  # diag(sigma) V^T: (G, p, n)
-        W = nn.functional.pad(B, (0, 0, 0, self.m - p)) - Y_u @ (X_u[..., :p] @ B)  # (G, m, n)
-        return W.reshape(self.blocks * self.m, self.n)  # G x (m, n) -> (G m, n)
+        return blocked_weight(A_u, A_v, self.signs * self.sigma(s)).reshape(
+            self.blocks * self.m, self.n)  # G x (m, n) -> (G m, n)
 
     @torch.no_grad()
     def right_inverse(self, W: Tensor) -> tuple[Tensor, Tensor, Tensor]:
