@@ -162,3 +162,18 @@ def test_fused_relu_equals_scan_relu():
     p = x @ ref.weight_ih_l0.T + ref.bias_ih_l0 + ref.bias_hh_l0
     got = elman_scan(p, ref.weight_hh_l0, torch.zeros(2, 5, dtype=torch.float64), "relu")
     torch.testing.assert_close(got, ref(x)[0], rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("scheme", ["henaff", "identity"])
+def test_recurrent_inits_write_a_spectral_cell_through_its_projection(scheme):
+    """The inits that set an orthogonal weight_hh apply to a spectral cell: the assignment is
+    projected onto the band, which holds every singular value 1 exactly."""
+    torch.manual_seed(9)
+    model = DeepRNN([SpectralRNNCell(3, 8, r=0.05)])
+    init_(model, scheme)
+    W = model.layers[0].weight_hh.detach()
+    torch.testing.assert_close(W @ W.T, torch.eye(8), atol=1e-5, rtol=0)
+    if scheme == "identity":
+        torch.testing.assert_close(W, torch.eye(8), atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="parametrised weights"):
+        init_(model, "orthogonal")  # writes gate blocks in place: refused, named

@@ -45,6 +45,38 @@ def test_hash_ignores_bookkeeping_keys(tmp_path):
     assert Config.from_dict(a.to_dict()) == a
 
 
+def test_keys_added_later_are_hashed_only_when_set(tmp_path):
+    """optim.name / optim.spectral_lr at their defaults leave every older run's hash as it was;
+    set, they name a new run."""
+    from stablernn.train.config import canonical
+    cfg = tiny(tmp_path)
+    assert {"name", "spectral_lr"}.isdisjoint(canonical(cfg)["optim"])
+    assert config_hash(cfg) != config_hash(tiny(tmp_path, "optim.name=rmsprop"))
+    assert config_hash(cfg) != config_hash(tiny(tmp_path, "optim.spectral_lr=1e-4"))
+
+
+def test_rmsprop_and_spectral_lr_reach_the_optimiser(tmp_path, monkeypatch):
+    """The spectral settings of docs/spectral.md through `stablernn train`: RMSprop, the
+    reflectors and sigma at their own learning rate and without weight decay."""
+    import torch
+    made = []
+
+    class Recorded(torch.optim.RMSprop):
+        def __init__(self, groups, **kw):
+            super().__init__(groups, **kw)
+            made.append(self)
+
+    monkeypatch.setattr(torch.optim, "RMSprop", Recorded)
+    cfg = tiny(tmp_path, "model.cell=spectral_rnn", "model.num_layers=1", "optim.name=rmsprop",
+               "optim.spectral_lr=1e-4", "model.options.nonlinearity=modrelu",
+               "model.options.init=henaff", "run.steps=4", "run.eval_every=2")
+    summary = train(cfg)
+    assert summary["status"] == "completed"
+    groups = made[0].param_groups
+    assert [(g["lr"], g["weight_decay"]) for g in groups] == [(1e-3, 1e-4), (1e-4, 0.0)]
+    assert len(groups[1]["params"]) == 3  # U and V reflectors, sigma
+
+
 @pytest.mark.parametrize("override,message", [
     ("model.hidden_size=0", "model.hidden_size must be > 0, got 0"),
     ("optim.lr=-1", "optim.lr must be > 0"),
@@ -54,6 +86,8 @@ def test_hash_ignores_bookkeeping_keys(tmp_path):
     ("init.scheme=nope", "unknown init 'nope'; valid: .*default"),
     ("pretrain.method=lsc2", "unknown pretrain 'lsc2'; valid: .*lsc"),
     ("task.params.TT=5", r"unknown parameter\(s\) TT of task 'adding'; valid: T"),
+    ("optim.name=sgd", "unknown optim.name 'sgd'; valid: adamw, adam, rmsprop"),
+    ("optim.spectral_lr=-1", "optim.spectral_lr must be >= 0"),
 ])
 def test_impossible_configs_fail_before_work(tmp_path, capsys, override, message):
     with pytest.raises(ConfigError, match=message):

@@ -601,11 +601,14 @@ def _spectral_parameters(model: nn.Module) -> Iterator[nn.Parameter]:
             yield from mod.parameters(recurse=False)
 
 
-def spectral_param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """AdamW parameter groups: weight decay on everything but reflectors and sigma.
+def spectral_param_groups(model: nn.Module, weight_decay: float, *,
+                          spectral_lr: float | None = None) -> list[dict]:
+    """Optimiser parameter groups: weight decay on everything but reflectors and sigma.
 
     Decay would pull the free sigma parameter towards 0 (``sigma -> sigma_star``) and the
     reflectors towards ``e_i``, i.e. towards an arbitrary point of the constraint set.
+    ``spectral_lr`` gives the reflectors and sigma their own learning rate (orthogonal RNNs learn
+    long memory with it ten times smaller than the rest, docs/spectral.md).
 
     Example:
         >>> model = spectral(torch.nn.Linear(4, 4), "weight")
@@ -619,6 +622,8 @@ def spectral_param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     free = [p for p in model.parameters() if id(p) in skip]
     groups = [{"params": decay, "weight_decay": weight_decay},
               {"params": free, "weight_decay": 0.0}]
+    if spectral_lr is not None:
+        groups[1]["lr"] = check_float("spectral_lr", spectral_lr, low=0.0, low_open=True)
     return [g for g in groups if g["params"]]
 
 

@@ -39,7 +39,7 @@ class SpectralRNNCell(RNNCell):
         True
     """
 
-    identity_init = False  # the parametrisation holds weight_hh: an init cannot write it
+    identity_init = True  # inits assign weight_hh, which projects it onto the band
     torch_module = None
 
     def __init__(self, input_size: int, hidden_size: int, *, k: int | None = None,

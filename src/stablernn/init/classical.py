@@ -124,8 +124,12 @@ def identity(cell: nn.Module) -> None:
     """IRNN: identity recurrent matrix (ones for a diagonal one), ``N(0, 1e-6)`` input weights,
     biases 0."""
     _require(cell, "identity_init", "identity")
-    w = _tensor(cell, "weight_hh").data
-    w.copy_(torch.eye(_hidden_size(cell)) if w.dim() == 2 else torch.ones_like(w))
+    w = _tensor(cell, "weight_hh")
+    eye = torch.eye(_hidden_size(cell)) if w.dim() == 2 else torch.ones_like(w)
+    if parametrize.is_parametrized(cell, "weight_hh"):
+        cell.weight_hh = eye.to(w)  # projected onto the parametrisation's set (spectral band)
+    else:
+        w.data.copy_(eye)
     _tensor(cell, "weight_ih").data.normal_(0.0, 1e-3)
     _zero_biases(cell)
 
@@ -175,6 +179,8 @@ class Scheme:
         bias: sets biases (refuses layers built with ``bias=False``).
         options: option name -> checker returning the converted value.
         required: the options without a default.
+        projects: writes ``weight_hh`` by assignment, so a parametrised ``weight_hh`` (a
+            spectral cell) is projected onto its constraint set instead of refused.
     """
 
     apply: Callable[..., None]
@@ -183,10 +189,13 @@ class Scheme:
     bias: bool = False
     options: dict[str, Callable[[Any], Any]] = field(default_factory=dict)
     required: tuple[str, ...] = ()
+    projects: bool = False
 
     def check_layer(self, name: str, cell: nn.Module) -> None:
         """Raise ValueError unless the scheme applies to ``cell``; changes nothing."""
-        if parametrize.is_parametrized(cell):
+        plain = self.projects and all(
+            not parametrize.is_parametrized(cell, t) for t in ("weight_ih", "bias_ih", "bias_hh"))
+        if parametrize.is_parametrized(cell) and not plain:
             raise ValueError(f"init {name!r}: {type(cell).__name__} has parametrised weights "
                              f"(e.g. stablernn.spectral), which an init cannot write; "
                              f"initialise before parametrising")
@@ -217,8 +226,8 @@ CLASSICAL = {
     "glorot_normal": Scheme(glorot_normal, gated=True),
     "he": Scheme(he, gated=True),
     "orthogonal": Scheme(orthogonal, gated=True),
-    "identity": Scheme(identity, needs="identity_init"),
-    "henaff": Scheme(henaff_init_, needs="identity_init", gated=True),  # IndRNN: no matrix
+    "identity": Scheme(identity, needs="identity_init", projects=True),
+    "henaff": Scheme(henaff_init_, needs="identity_init", gated=True, projects=True),
     "forget_bias": Scheme(forget_bias, needs="forget_gate", bias=True,
                           options={"value": lambda v: check_float("value", v)}),
     "chrono": Scheme(chrono, needs="chrono_gates", bias=True,

@@ -57,6 +57,8 @@ class OptimConfig:
     clip: float = 1.0  # gradient-norm clipping; 0 disables
     schedule: str = "constant"  # "constant" | "cosine" | "linear"
     warmup_steps: int = 0
+    name: str = "adamw"  # "adamw" | "adam" | "rmsprop" (docs/training.md)
+    spectral_lr: float = 0.0  # lr of spectral reflectors and sigma; 0: optim.lr (docs/spectral.md)
 
 
 @dataclass
@@ -131,6 +133,9 @@ class Config:
 _UNHASHED = {("run", "root"), ("run", "progress"), ("run", "tensorboard"), ("run", "device"),
              ("run", "threads")}
 _UNHASHED_OPTIONS = {("pretrain", "options", "progress")}
+# Keys added after run directories existed: hashed only when set, so old runs keep their names.
+_HASHED_WHEN_SET = {("optim", "name"): "adamw", ("optim", "spectral_lr"): 0.0}
+OPTIMIZERS = ("adamw", "adam", "rmsprop")
 SCHEDULES = ("constant", "cosine", "linear")
 TASK_SIZES = ("full", "smoke")
 DEVICE_TYPES = ("cpu", "cuda", "mps")
@@ -225,6 +230,9 @@ def canonical(cfg: Config) -> dict:
         data[section].pop(key)
     for section, key, option in _UNHASHED_OPTIONS:
         data[section][key].pop(option, None)
+    for (section, key), default in _HASHED_WHEN_SET.items():
+        if data[section][key] == default:
+            data[section].pop(key)
     return json.loads(json.dumps(data, sort_keys=True))
 
 
@@ -284,6 +292,9 @@ def validate(cfg: Config, registries: dict[str, dict]) -> None:
     _check(o.schedule in SCHEDULES, f"unknown optim.schedule {o.schedule!r}; valid: "
                                     f"{', '.join(SCHEDULES)}")
     _check(o.warmup_steps >= 0, f"optim.warmup_steps must be >= 0, got {o.warmup_steps}")
+    _check(o.name in OPTIMIZERS, f"unknown optim.name {o.name!r}; valid: {', '.join(OPTIMIZERS)}")
+    _check(o.spectral_lr >= 0 and _finite(o.spectral_lr),
+           f"optim.spectral_lr must be >= 0 and finite (0: optim.lr), got {o.spectral_lr}")
     _check(cfg.task.size in TASK_SIZES, f"task.size must be one of {TASK_SIZES}, got "
                                         f"{cfg.task.size!r}")
     valid = registries["tasks"][cfg.task.name].params()

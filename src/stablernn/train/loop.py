@@ -42,6 +42,7 @@ from ..experiments.rundir import (
 )
 from ..init import SEQ_LEN_SCHEMES, init_
 from ..registry import registries
+from ..spectral import spectral_param_groups
 from ..stack import DeepRNN
 from .config import Config, ConfigError, check_device, config_hash, validate
 
@@ -173,8 +174,12 @@ class Trainer:
         self.writer = tensorboard_writer(run.file(TENSORBOARD)) if cfg.run.tensorboard else None
 
     def _fresh_optimizer(self) -> None:
-        self.opt = torch.optim.AdamW(self.model.parameters(), lr=self.cfg.optim.lr,
-                                     weight_decay=self.cfg.optim.weight_decay)
+        o = self.cfg.optim
+        groups = spectral_param_groups(self.model, o.weight_decay,
+                                       spectral_lr=o.spectral_lr or None)
+        make = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam,
+                "rmsprop": torch.optim.RMSprop}[o.name]
+        self.opt = make(groups, lr=o.lr)
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_lambda(self.cfg))
 
     def _start(self) -> None:
