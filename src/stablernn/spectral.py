@@ -244,8 +244,8 @@ def blocked_weight(A_u: Tensor, A_v: Tensor, sigma: Tensor, block: int = _BLOCK)
     Inside ``torch.func`` transforms it runs the same blocks through plain autograd ops.
 
     Example:
-        >>> A_u, A_v = torch.randn(5, 5, dtype=torch.float64), torch.randn(5, 5, dtype=torch.float64)
-        >>> sigma = torch.rand(5, dtype=torch.float64)
+        >>> A_u, A_v, sigma = torch.randn(2, 5, 5, dtype=torch.float64).unbind(0) + (
+        ...     torch.rand(5, dtype=torch.float64),)
         >>> W = wy_orthogonal(A_u) @ torch.diag(sigma) @ wy_orthogonal(A_v).T
         >>> torch.allclose(blocked_weight(A_u, A_v, sigma), W)
         True

@@ -27,7 +27,7 @@ def modrelu(z: Tensor, b: Tensor) -> Tensor:
 
     Example:
         >>> modrelu(torch.tensor([-2.0, 0.5]), torch.tensor([-1.0, -1.0]))
-        tensor([-1., 0.])
+        tensor([-1.,  0.])
     """
     return torch.sign(z) * torch.relu(z.abs() + b)
 
