@@ -12,6 +12,7 @@ recurrent matrix at ``--lr-rec`` and everything else at ``--lr``:
 - ``spectral``: this library's spectral RNN (``W = U diag(sigma) V^T``, sigma in
   ``[1 - r, 1 + r]``), modReLU, Henaff init (docs/spectral.md);
 - ``spectral_relu`` / ``spectral_tanh``: the same with the fused ReLU / tanh kernel;
+- ``spectral_haar``: the same with the paper's init (Haar-random ``U``, ``V``, ``sigma = 1``);
 - ``rnn_orth``: the same cell without the constraint (Henaff init, so orthogonal at start);
 - ``torch_orth``: ``torch.nn.utils.parametrizations.orthogonal`` on the same cell;
 - ``geotorch``: ``geotorch.almost_orthogonal`` (``U f(sigma) V^T``, the spectral function class)
@@ -30,6 +31,9 @@ too); a finished run is skipped.
     python benchmarks/copy1000.py run --models lstm,rnn_orth,torch_orth,geotorch --seeds 0
     python benchmarks/copy1000.py report            # table + docs/img/copy1000.png
     python benchmarks/copy1000.py run --task adding --models spectral,lstm --minutes 15
+    python benchmarks/copy1000.py run --T 100 --hidden 64 --batch 32 --lr 2e-3 --lr-rec 2e-4 \
+        --updates 600 --target 1.1 --models spectral,spectral_relu,spectral_tanh,spectral_haar \
+        --seeds 0,1 --out runs/copy100_ablation      # what matters, in minutes
     python benchmarks/copy1000.py run --smoke --out /tmp/c  # seconds: what CI runs
 
 Measured figures: docs/RESULTS.md, "The headline: copy at T = 1000".
@@ -58,9 +62,10 @@ from stablernn.tasks.base import Task
 CHUNK = 50  # updates per generated chunk of training data (one seeded CopyTask each)
 
 
-def spectral_cell(nonlinearity: str) -> Callable[[argparse.Namespace], nn.Module]:
+def spectral_cell(nonlinearity: str, init: str = "henaff"
+                  ) -> Callable[[argparse.Namespace], nn.Module]:
     return lambda a: SpectralRNNCell(a.input_size, a.hidden, r=a.r, nonlinearity=nonlinearity,
-                                     init="henaff")
+                                     init=init)
 
 
 def modrelu_cell(a: argparse.Namespace) -> RNNCell:
@@ -94,6 +99,7 @@ MODELS: dict[str, Callable[[argparse.Namespace], nn.Module]] = {
     "spectral": spectral_cell("modrelu"),
     "spectral_relu": spectral_cell("relu"),
     "spectral_tanh": spectral_cell("tanh"),
+    "spectral_haar": spectral_cell("modrelu", "haar"),
     "rnn_orth": modrelu_cell,
     "torch_orth": torch_orth,
     "geotorch": geotorch_cell,
@@ -161,7 +167,8 @@ def run_one(name: str, seed: int, args: argparse.Namespace) -> dict:
             print(f"{name} s{seed} update {u:5d} {state['history'][-1]['seconds']:7.0f} s "
                   f"loss/baseline {loss / base:.3f} {held.metric_name} {acc:.4g}", flush=True)
             solved = acc >= args.target if held.higher_is_better else acc <= args.target
-            if solved or time.perf_counter() - start >= budget or not math.isfinite(loss):
+            if solved or time.perf_counter() - start >= budget or not math.isfinite(loss) or \
+                    (args.updates and u >= args.updates):
                 break
         data = train_chunk(args, seed, u // CHUNK)
         rows = torch.arange(u % CHUNK * args.batch, (u % CHUNK + 1) * args.batch)
@@ -271,6 +278,8 @@ def main() -> None:
     parser.add_argument("--optim", choices=["rmsprop", "adam"], default="rmsprop")
     parser.add_argument("--clip", type=float, default=0.0, help="gradient-norm clip; 0: none")
     parser.add_argument("--eval-every", type=int, default=50)
+    parser.add_argument("--updates", type=int, default=0,
+                        help="stop after this many updates too (0: the time budget only)")
     parser.add_argument("--n-valid", type=int, default=256)
     parser.add_argument("--save-every", type=float, default=60.0)
     parser.add_argument("--threads", type=int, default=2)

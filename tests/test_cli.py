@@ -107,7 +107,7 @@ CASES = {
     "unknown init option": (T + ["--init", "orthogonal", "--set", "init.options.foo=1"],
                             r"'orthogonal' has no option foo"),
     "identity init on a GRU": (T + ["--init", "identity", "--model", "gru"],
-                               r"'identity' applies to RNNCell, IndRNNCell layers, got GRUCell"),
+                               r"'identity' applies to RNNCell, SpectralRNNCell, IndRNNCell layers, got GRUCell"),
     "unknown pretrain option": (T + ["--pretrain", "lsc", "--set", "pretrain.options.foo=1"],
                                 r"option\(s\) foo; valid: .*steps"),
     "pretrain lr=Infinity": (T + ["--pretrain", "lsc", "--set", "pretrain.options.lr=Infinity"],
