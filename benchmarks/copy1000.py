@@ -112,6 +112,9 @@ def build(name: str, args: argparse.Namespace, task: Task
     args.input_size = task.input_size
     model = DeepRNN([MODELS[name](args)], readout=task.output_size,
                     readout_mode=task.readout_mode)
+    # the recurrent matrix trains at --lr-rec: every parameter named under weight_hh, that is
+    # the parametrisation's (spectral reflectors and sigma, torch_orth, geotorch) or the plain
+    # matrix of rnn_orth, as the orthogonal-RNN references do; the LSTM gets one lr throughout
     rec = [p for n, p in model.named_parameters() if "weight_hh" in n and name != "lstm"]
     ids = {id(p) for p in rec}
     rest = [p for p in model.parameters() if id(p) not in ids]

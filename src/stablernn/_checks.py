@@ -203,3 +203,10 @@ def check_finite_weights(module: nn.Module) -> nn.Module:
             f"{type(module).__name__}.{name} has {count} NaN/Inf value(s){more}: the model has "
             f"diverged; load an earlier checkpoint or re-initialise it before analysing it")
     return module
+
+
+def custom_backward_allowed() -> bool:
+    """Whether a hand-written ``autograd.Function`` backward may run: not inside a ``torch.func``
+    transform (``jacrev``, ``vmap``), which such a backward does not support; callers then
+    fall back to plain autograd ops."""
+    return not torch._C._are_functorch_transforms_active()

@@ -65,7 +65,7 @@ from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 from torch.nn.utils import parametrize
 
-from ._checks import check_float, check_int
+from ._checks import check_float, check_int, custom_backward_allowed
 
 __all__ = ["Spectral", "spectral", "spectral_factors", "spectral_param_groups"]
 
@@ -116,37 +116,6 @@ def wy_orthogonal(A: Tensor) -> Tensor:
 _BLOCK = 64  # reflectors per block of the blocked build, Note [Blocked build]
 
 
-def wy_blocks(A: Tensor, block: int = _BLOCK) -> list[tuple[int, Tensor, Tensor]]:
-    """The reflectors ``A (..., n, k)`` in blocks of ``block`` columns: per block its first
-    column ``j``, ``Y_j`` restricted to rows ``>= j`` ``(..., n - j, b)`` (the rows above are
-    zero) and ``T_j^{-1} (..., b, b)``, Note [Blocked build]."""
-    Y = reflector_matrix(A)
-    out = []
-    for j in range(0, A.shape[-1], block):
-        Yj = Y[..., j:, j:j + block]
-        S = Yj.mT @ Yj
-        out.append((j, Yj, S.triu(1) + torch.diag_embed(S.diagonal(dim1=-2, dim2=-1) / 2)))
-    return out
-
-
-def apply_blocks(blocks: list[tuple[int, Tensor, Tensor]], M: Tensor, *,
-                 lower_left_zero: bool = False) -> Tensor:
-    """``Q M`` for ``Q = H_0 ... H_{k-1}`` given by :func:`wy_blocks` (the last block first).
-
-    With ``lower_left_zero`` the caller promises that ``M`` is zero below the diagonal and equal
-    to the identity pattern where the later blocks leave it, so block ``j`` only touches rows and
-    columns ``>= j`` (Note [Blocked build]); ``M`` is then ``[diag; 0]``.
-    """
-    for j, Yj, T_inv in reversed(blocks):
-        lo = j if lower_left_zero else 0
-        part = M[..., j:, lo:]
-        part = part - Yj @ torch.linalg.solve_triangular(T_inv, Yj.mT @ part, upper=True)
-        if lower_left_zero:
-            part = torch.cat([M[..., j:, :lo], part], dim=-1)
-        M = torch.cat([M[..., :j, :], part], dim=-2)
-    return M
-
-
 def _sub_mm_(out: Tensor, a: Tensor, b: Tensor) -> None:
     """``out -= a @ b`` in place, the subtraction fused into the GEMM where torch has one."""
     if out.dim() == 2:
@@ -166,24 +135,38 @@ def _block_reflectors(A: Tensor, j: int, block: int) -> Tensor:
     return Yj
 
 
-def _block_apply(A: Tensor, M: Tensor, block: int, structured: bool) -> list:
-    """``M <- Q M`` in place for the reflectors ``A``, block by block (the last first); returns
-    what the backward needs per block: ``(j, Y_j, T_j, input N_j, Z_j = Y_j^T N_j,
-    R_j = T_j Z_j)``. ``T_j`` is formed explicitly (one small triangular solve), so every
-    product is a GEMM, and the update is fused into it."""
+def _block_factors(A: Tensor, j: int, block: int) -> tuple[Tensor, Tensor]:
+    """``(Y_j, T_j)`` of the block starting at column ``j``: ``Q_j = I - Y_j T_j Y_j^T``.
+    ``T_j`` is formed explicitly (one small triangular solve), so every product is a GEMM."""
+    Yj = _block_reflectors(A, j, block)
+    T_inv = (Yj.mT @ Yj).triu_()
+    T_inv.diagonal(dim1=-2, dim2=-1).mul_(0.5)
+    eye = torch.eye(T_inv.shape[-1], dtype=A.dtype, device=A.device)
+    return Yj, torch.linalg.solve_triangular(T_inv, eye, upper=True)
+
+
+def _block_apply(A: Tensor, M: Tensor, block: int, structured: bool, *,
+                 in_place: bool = True) -> tuple[Tensor, list]:
+    """``Q M`` for the reflectors ``A``, block by block (the last first); returns it and what
+    the backward needs per block: ``(j, Y_j, T_j, input N_j, Z_j = Y_j^T N_j, R_j = T_j Z_j)``.
+
+    With ``structured``, ``M`` is ``[diag; 0]`` where the later blocks leave it, so block ``j``
+    only touches rows and columns ``>= j`` (Note [Blocked build]). ``in_place`` overwrites ``M``
+    with the update fused into the GEMM and records for :func:`_block_backward`; without it the
+    update runs out of place through plain autograd ops (inside ``torch.func`` transforms)."""
     records = []
     for j in reversed(range(0, A.shape[-1], block)):
-        Yj = _block_reflectors(A, j, block)
-        T_inv = (Yj.mT @ Yj).triu_()
-        T_inv.diagonal(dim1=-2, dim2=-1).mul_(0.5)
-        eye = torch.eye(T_inv.shape[-1], dtype=A.dtype, device=A.device)
-        T = torch.linalg.solve_triangular(T_inv, eye, upper=True)
-        N = M[..., j:, j if structured else 0:]
+        Yj, T = _block_factors(A, j, block)
+        lo = j if structured else 0
+        N = M[..., j:, lo:]
         Z = Yj.mT @ N
         R = T @ Z
-        records.append((j, Yj, T, N.clone(), Z, R))
-        _sub_mm_(N, Yj, R)
-    return records
+        if in_place:
+            records.append((j, Yj, T, N.clone(), Z, R))
+            _sub_mm_(N, Yj, R)
+        else:
+            M = torch.cat([M[..., :j, :], torch.cat([M[..., j:, :lo], N - Yj @ R], -1)], -2)
+    return M, records
 
 
 def _block_backward(A: Tensor, G: Tensor, records: list, structured: bool) -> Tensor:
@@ -217,9 +200,9 @@ class _BlockedWeight(torch.autograd.Function):
     def forward(ctx: Any, A_u: Tensor, A_v: Tensor, sigma: Tensor, block: int) -> Tensor:
         m, n, p = A_u.shape[-2], A_v.shape[-2], sigma.shape[-1]
         VS = torch.nn.functional.pad(torch.diag_embed(sigma), (0, 0, 0, n - p))  # (..., n, p)
-        rec_v = _block_apply(A_v, VS, block, structured=True)
+        _, rec_v = _block_apply(A_v, VS, block, structured=True)
         W = torch.nn.functional.pad(VS.mT, (0, 0, 0, m - p)).contiguous()  # (..., m, n)
-        rec_u = _block_apply(A_u, W, block, structured=False)
+        _, rec_u = _block_apply(A_u, W, block, structured=False)
         ctx.save_for_backward(A_u, A_v)
         ctx.records, ctx.p = (rec_u, rec_v), p
         return W
@@ -250,15 +233,16 @@ def blocked_weight(A_u: Tensor, A_v: Tensor, sigma: Tensor, block: int = _BLOCK)
         >>> torch.allclose(blocked_weight(A_u, A_v, sigma), W)
         True
     """
-    if not torch._C._are_functorch_transforms_active():
+    if custom_backward_allowed():
         if A_u.dim() > 2:  # one 2-D build per gate block: GEMMs run faster than batched ones
             return torch.stack([blocked_weight(a, b, s, block) for a, b, s in
                                 zip(A_u.unbind(0), A_v.unbind(0), sigma.unbind(0), strict=True)])
         return _BlockedWeight.apply(A_u, A_v, sigma, block)
     m, n, p = A_u.shape[-2], A_v.shape[-2], sigma.shape[-1]
     VS = torch.nn.functional.pad(torch.diag_embed(sigma), (0, 0, 0, n - p))
-    VS = apply_blocks(wy_blocks(A_v, block), VS, lower_left_zero=True)  # (..., n, p)
-    return apply_blocks(wy_blocks(A_u, block), torch.nn.functional.pad(VS.mT, (0, 0, 0, m - p)))
+    VS = _block_apply(A_v, VS, block, structured=True, in_place=False)[0]  # (..., n, p)
+    W = torch.nn.functional.pad(VS.mT, (0, 0, 0, m - p))
+    return _block_apply(A_u, W, block, structured=False, in_place=False)[0]
 
 
 def fit_reflectors(Q: Tensor, k: int) -> tuple[Tensor, Tensor]:

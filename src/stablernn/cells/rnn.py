@@ -10,9 +10,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
-from .._checks import check_bool, check_choice
+from .._checks import check_bool, check_choice, custom_backward_allowed
 from .base import Cell, register_cell
-from .scan import elman_scan, modrelu, scan_applies
+from .scan import elman_scan, modrelu
 
 
 class RNNState(NamedTuple):
@@ -139,7 +139,8 @@ class RNNCell(Cell):
         return RNNState(ACTIVATIONS[self.nonlinearity](z))
 
     def forward_sequence(self, x: Tensor, state: RNNState) -> tuple[Tensor, RNNState]:
-        if self.modrelu_bias is None or not self._keeps_recur(RNNCell) or not scan_applies():
+        if (self.modrelu_bias is None or not self._keeps_recur(RNNCell)
+                or not custom_backward_allowed()):
             return super().forward_sequence(x, state)
         p = self.project(x)
         if self.bias_hh is not None:

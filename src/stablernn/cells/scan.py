@@ -9,7 +9,7 @@ GEMM over all steps at the end. 1.8x faster than the autograd loop at ``B = 64, 
 (docs/spectral.md, "Speed of the recurrence").
 
 Not differentiable twice, and not for ``torch.func`` transforms (callers fall back to the
-step loop there, :func:`scan_applies`).
+step loop there, ``_checks.custom_backward_allowed``).
 """
 from __future__ import annotations
 
@@ -83,12 +83,6 @@ class _ElmanScan(torch.autograd.Function):
         gb = (gz * torch.sign(z)).sum((0, 1)) if b is not None and ctx.needs_input_grad[3] \
             else None
         return gz.transpose(0, 1), gW, dh, gb, None
-
-
-def scan_applies() -> bool:
-    """Whether :func:`elman_scan` may run: not inside a ``torch.func`` transform (``jacrev``,
-    ``vmap``), which a custom backward does not support."""
-    return not torch._C._are_functorch_transforms_active()
 
 
 def elman_scan(p: Tensor, W: Tensor, h0: Tensor, kind: str, b: Tensor | None = None) -> Tensor:
