@@ -126,23 +126,26 @@ def _sub_mm_(out: Tensor, a: Tensor, b: Tensor) -> None:
         out.sub_(a @ b)
 
 
-def _block_reflectors(A: Tensor, j: int, block: int) -> Tensor:
-    """Columns ``j : j + block`` of ``reflector_matrix(A)``, rows ``>= j`` (the rows above are
-    zero), built without forming the whole ``Y``."""
-    Yj = A[..., j:, j:j + block].clone()
-    top = Yj[..., :Yj.shape[-1], :]
-    top.tril_(-1).diagonal(dim1=-2, dim2=-1).fill_(1.0)
-    return Yj
-
-
-def _block_factors(A: Tensor, j: int, block: int) -> tuple[Tensor, Tensor]:
-    """``(Y_j, T_j)`` of the block starting at column ``j``: ``Q_j = I - Y_j T_j Y_j^T``.
-    ``T_j`` is formed explicitly (one small triangular solve), so every product is a GEMM."""
-    Yj = _block_reflectors(A, j, block)
-    T_inv = (Yj.mT @ Yj).triu_()
-    T_inv.diagonal(dim1=-2, dim2=-1).mul_(0.5)
-    eye = torch.eye(T_inv.shape[-1], dtype=A.dtype, device=A.device)
-    return Yj, torch.linalg.solve_triangular(T_inv, eye, upper=True)
+def _block_factors(A: Tensor, block: int) -> list[tuple[int, Tensor, Tensor]]:
+    """Per block of ``block`` reflectors, starting at column ``j``: ``(j, Y_j, T_j)`` with
+    ``Q_j = I - Y_j T_j Y_j^T`` and ``Y_j`` restricted to rows ``>= j`` (the rows above are
+    zero). All ``T_j`` come from one batched product and one batched triangular solve (few
+    small operations: they do not speed up with threads), explicitly, so every product of the
+    blocked build is a GEMM."""
+    k = A.shape[-1]
+    Y = reflector_matrix(A)
+    count = -(-k // block)
+    pad = count * block - k  # zero columns completing the last block
+    Yb = torch.nn.functional.pad(Y, (0, pad)).unflatten(-1, (count, block)).movedim(-3, -2)
+    T_inv = (Yb.mT @ Yb).triu_()  # (..., count, block, block)
+    diag = T_inv.diagonal(dim1=-2, dim2=-1)
+    diag.mul_(0.5)
+    if pad:
+        diag[..., -1, block - pad:] = 1.0  # identity on the padding: T stays invertible
+    eye = torch.eye(block, dtype=A.dtype, device=A.device)
+    T = torch.linalg.solve_triangular(T_inv, eye, upper=True)
+    return [(j, Y[..., j:, j:j + block], T[..., i, :min(block, k - j), :min(block, k - j)])
+            for i, j in enumerate(range(0, k, block))]
 
 
 def _block_apply(A: Tensor, M: Tensor, block: int, structured: bool, *,
@@ -155,8 +158,7 @@ def _block_apply(A: Tensor, M: Tensor, block: int, structured: bool, *,
     with the update fused into the GEMM and records for :func:`_block_backward`; without it the
     update runs out of place through plain autograd ops (inside ``torch.func`` transforms)."""
     records = []
-    for j in reversed(range(0, A.shape[-1], block)):
-        Yj, T = _block_factors(A, j, block)
+    for j, Yj, T in reversed(_block_factors(A, block)):
         lo = j if structured else 0
         N = M[..., j:, lo:]
         Z = Yj.mT @ N
