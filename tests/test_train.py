@@ -50,9 +50,47 @@ def test_keys_added_later_are_hashed_only_when_set(tmp_path):
     set, they name a new run."""
     from stablernn.train.config import canonical
     cfg = tiny(tmp_path)
-    assert {"name", "spectral_lr"}.isdisjoint(canonical(cfg)["optim"])
-    assert config_hash(cfg) != config_hash(tiny(tmp_path, "optim.name=rmsprop"))
-    assert config_hash(cfg) != config_hash(tiny(tmp_path, "optim.spectral_lr=1e-4"))
+    assert {"name", "spectral_lr", "floss_every", "floss_weight", "floss_k",
+            "floss_window"}.isdisjoint(canonical(cfg)["optim"])
+    for key in ("optim.name=rmsprop", "optim.spectral_lr=1e-4", "optim.floss_every=5",
+                "optim.floss_weight=0.1", "optim.floss_k=3", "optim.floss_window=30"):
+        assert config_hash(cfg) != config_hash(tiny(tmp_path, key))
+
+
+def test_flossing_during_training_adds_the_lyapunov_term(tmp_path, monkeypatch):
+    """optim.floss_every: on those steps the loss gains optim.floss_weight times the flossing
+    term of the batch (docs/floss.md), seeded by the step."""
+    import importlib
+
+    import torch
+    floss_module = importlib.import_module("stablernn.stability.floss")
+    calls = []
+    real = floss_module.lyapunov_loss
+
+    def recorded(model, x, k=None, **kw):
+        calls.append((tuple(x.shape), k, kw["discard"], kw["seed"]))
+        return real(model, x, k, **kw)
+
+    monkeypatch.setattr(floss_module, "lyapunov_loss", recorded)
+    base = ["run.steps=6", "run.eval_every=3", "task.params.T=40"]
+    plain = train(tiny(tmp_path / "plain", *base))
+    flossed = tiny(tmp_path / "floss", *base, "optim.floss_every=2", "optim.floss_k=3",
+                   "optim.floss_window=20", "optim.floss_weight=5")
+    summary = train(flossed)
+    assert summary["status"] == "completed"
+    assert calls == [((16, 20, 2), 3, 5, s) for s in (0, 2, 4)]
+    assert summary["test"]["loss"] != plain["test"]["loss"]  # the term changed the training
+    # the term is the documented one: weight x sum of squared exponents of the first 16 rows
+    from stablernn.train.loop import build_model, build_task, floss_term
+    task = build_task(flossed)
+    model = build_model(flossed, task)
+    x = task.rows("train", torch.arange(32))[0]
+    want = 5 * real(model, x[:16, :20], 3, discard=5, seed=7).loss
+    torch.testing.assert_close(floss_term(flossed, model, x, 7), want)
+    # a k larger than the state refuses before any work
+    with pytest.raises(ConfigError, match="optim.floss_k=99 exceeds the model's state width 16"):
+        train(tiny(tmp_path / "bad", *base, "optim.floss_every=2", "optim.floss_k=99"))
+    assert not (tmp_path / "bad").exists()
 
 
 def test_rmsprop_and_spectral_lr_reach_the_optimiser(tmp_path, monkeypatch):
@@ -88,6 +126,9 @@ def test_rmsprop_and_spectral_lr_reach_the_optimiser(tmp_path, monkeypatch):
     ("task.params.TT=5", r"unknown parameter\(s\) TT of task 'adding'; valid: T"),
     ("optim.name=sgd", "unknown optim.name 'sgd'; valid: adamw, adam, rmsprop"),
     ("optim.spectral_lr=-1", "optim.spectral_lr must be >= 0"),
+    ("optim.floss_every=-1", "optim.floss_every must be >= 0"),
+    ("optim.floss_weight=nan", "optim.floss_weight must be > 0 and finite"),
+    ("optim.floss_window=1", "optim.floss_window must be >= 2"),
 ])
 def test_impossible_configs_fail_before_work(tmp_path, capsys, override, message):
     with pytest.raises(ConfigError, match=message):

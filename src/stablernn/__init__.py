@@ -2,7 +2,7 @@
 
 Public API (see docs/): the model zoo (cells, DeepRNN, from_torch), tasks, the stability
 diagnostics (radii, gradient_flow, lyapunov_exponents, vaa, diagnose) and the methods that fix
-them (lsc_pretrain, init_ / critical_init, spectral).
+them (lsc_pretrain, init_ / critical_init, spectral, warmup, floss).
 """
 from . import errors, spectral  # spectral: the module, callable as its function (spectral.py)
 from .adapters import from_torch
@@ -27,14 +27,18 @@ from .cells import (
 from .init import INITS, InitReport, critical_init, explain, init_
 from .spectral import spectral_factors, spectral_param_groups
 from .stability import (
+    FlossOptions,
+    FlossReport,
     LSCOptions,
     LSCReport,
     WarmupOptions,
     WarmupReport,
     diagnose,
+    floss,
     gradient_flow,
     lsc_pretrain,
     lyapunov_exponents,
+    lyapunov_loss,
     radii,
     vaa,
     warmup,
@@ -51,5 +55,6 @@ __all__ = [
     "lyapunov_exponents", "vaa", "diagnose", "lsc_pretrain", "LSCReport", "spectral",
     "spectral_factors", "spectral_param_groups", "INITS", "InitReport", "critical_init",
     "explain", "init_", "warmup", "WarmupReport", "DoubleCell", "double_stack", "IndRNNCell",
-    "errors", "LSCOptions", "WarmupOptions",
+    "errors", "LSCOptions", "WarmupOptions", "floss", "lyapunov_loss", "FlossReport",
+    "FlossOptions",
 ]

@@ -1,5 +1,5 @@
 """Stability diagnostics and the methods that fix them: radii, gradient flow, Lyapunov
-exponents, VAA, LSC pre-training and warm-up.
+exponents, VAA, LSC pre-training, warm-up and gradient flossing.
 
 docs/algorithms.md section 1; the method follows Herranz-Celotti & Rouat (arXiv 2308.12075,
 section 2) and, for VAA, Lambrechts et al. (arXiv 2106.01001). Every method sees a model only
@@ -17,6 +17,7 @@ from .._deprecation import deprecated_aliases
 from .diagnose import diagnose, load_model
 from .eigen import NonFiniteError
 from .estimators import Estimator, radius, radius_all
+from .floss import FlossOptions, FlossReport, floss, lyapunov_loss
 from .flow import GradientFlowReport, gradient_flow
 from .local_maps import Kind, LocalMap, local_maps, maps_at, trajectory
 from .lsc import LSCOptions, LSCReport, lsc_pretrain
@@ -27,6 +28,8 @@ from .warmup import WarmupOptions, WarmupReport, warmup
 
 __all__ = [
     "Estimator",
+    "FlossOptions",
+    "FlossReport",
     "GradientFlowReport",
     "Kind",
     "LSCOptions",
@@ -40,11 +43,13 @@ __all__ = [
     "WarmupReport",
     "count_clusters",
     "diagnose",
+    "floss",
     "gradient_flow",
     "load_model",
     "local_maps",
     "lsc_pretrain",
     "lyapunov_exponents",
+    "lyapunov_loss",
     "maps_at",
     "radii",
     "radius",

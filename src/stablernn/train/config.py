@@ -59,6 +59,10 @@ class OptimConfig:
     warmup_steps: int = 0
     name: str = "adamw"  # "adamw" | "adam" | "rmsprop" (docs/training.md)
     spectral_lr: float = 0.0  # lr of spectral reflectors and sigma; 0: optim.lr (docs/spectral.md)
+    floss_every: int = 0  # add the gradient-flossing term every N steps; 0: never (docs/floss.md)
+    floss_weight: float = 1.0  # its weight in the loss
+    floss_k: int = 0  # Lyapunov exponents flossed; 0: min(state width, 16)
+    floss_window: int = 60  # steps of the batch's first 16 sequences it runs over
 
 
 @dataclass
@@ -134,7 +138,9 @@ _UNHASHED = {("run", "root"), ("run", "progress"), ("run", "tensorboard"), ("run
              ("run", "threads")}
 _UNHASHED_OPTIONS = {("pretrain", "options", "progress")}
 # Keys added after run directories existed: hashed only when set, so old runs keep their names.
-_HASHED_WHEN_SET = {("optim", "name"): "adamw", ("optim", "spectral_lr"): 0.0}
+_HASHED_WHEN_SET = {("optim", "name"): "adamw", ("optim", "spectral_lr"): 0.0,
+                    ("optim", "floss_every"): 0, ("optim", "floss_weight"): 1.0,
+                    ("optim", "floss_k"): 0, ("optim", "floss_window"): 60}
 OPTIMIZERS = ("adamw", "adam", "rmsprop")
 SCHEDULES = ("constant", "cosine", "linear")
 TASK_SIZES = ("full", "smoke")
@@ -295,6 +301,13 @@ def validate(cfg: Config, registries: dict[str, dict]) -> None:
     _check(o.name in OPTIMIZERS, f"unknown optim.name {o.name!r}; valid: {', '.join(OPTIMIZERS)}")
     _check(o.spectral_lr >= 0 and _finite(o.spectral_lr),
            f"optim.spectral_lr must be >= 0 and finite (0: optim.lr), got {o.spectral_lr}")
+    _check(o.floss_every >= 0, f"optim.floss_every must be >= 0 (0: no flossing), got "
+                               f"{o.floss_every}")
+    _check(o.floss_weight > 0 and _finite(o.floss_weight),
+           f"optim.floss_weight must be > 0 and finite, got {o.floss_weight}")
+    _check(o.floss_k >= 0, f"optim.floss_k must be >= 0 (0: min(state width, 16)), got "
+                           f"{o.floss_k}")
+    _check(o.floss_window >= 2, f"optim.floss_window must be >= 2 steps, got {o.floss_window}")
     _check(cfg.task.size in TASK_SIZES, f"task.size must be one of {TASK_SIZES}, got "
                                         f"{cfg.task.size!r}")
     valid = registries["tasks"][cfg.task.name].params()

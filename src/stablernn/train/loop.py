@@ -43,11 +43,13 @@ from ..experiments.rundir import (
 from ..init import SEQ_LEN_SCHEMES, init_
 from ..registry import registries
 from ..spectral import spectral_param_groups
+from ..stability.eigen import NonFiniteError
 from ..stack import DeepRNN
 from .config import Config, ConfigError, check_device, config_hash, validate
 
 EVAL_CHUNK = 512
 PRETRAIN_EXAMPLES = 256  # input sequences handed to a pre-training method
+FLOSS_BATCH = 16  # sequences of the training batch the flossing term runs over
 
 
 def build_task(cfg: Config):
@@ -93,6 +95,31 @@ def check_pretrain(cfg: Config, model: nn.Module) -> None:
         method.check(model, cfg.pretrain)
     except (TypeError, ValueError) as err:
         raise ConfigError(f"pretrain {cfg.pretrain.method!r}: {err}") from None
+
+
+def check_floss(cfg: Config, model: DeepRNN) -> None:
+    """Validate ``optim.floss_k`` against the model's state width (model unchanged).
+
+    Raises:
+        ConfigError: ``floss_k`` larger than all layers' state width together.
+    """
+    width = sum(c.state_size for c in model.layers)
+    k = cfg.optim.floss_k
+    if cfg.optim.floss_every and k > width:
+        raise ConfigError(f"optim.floss_k={k} exceeds the model's state width {width} (all "
+                          f"layers together); use at most {width}, or 0 for min(width, 16)")
+
+
+def floss_term(cfg: Config, model: DeepRNN, x: Tensor, step: int) -> Tensor:
+    """The gradient-flossing term of training step ``step`` (docs/floss.md): ``optim.floss_weight``
+    times the squared leading Lyapunov exponents along the first ``optim.floss_window`` steps of
+    the batch's first sequences; seeded by the step, so resuming repeats it exactly."""
+    from ..stability.floss import lyapunov_loss
+
+    o = cfg.optim
+    x = x[:FLOSS_BATCH, :o.floss_window]
+    term = lyapunov_loss(model, x, o.floss_k or None, discard=x.shape[1] // 4, seed=step)
+    return o.floss_weight * term.loss
 
 
 def pretrain(cfg: Config, task, model: nn.Module, device: torch.device) -> Any:
@@ -261,7 +288,14 @@ class Trainer:
         self.opt.zero_grad(set_to_none=True)
         if not torch.isfinite(loss):
             return float("nan")
-        loss.backward()
+        every = self.cfg.optim.floss_every
+        total = loss
+        if every and self.step % every == 0:
+            try:
+                total = loss + floss_term(self.cfg, self.model, x, self.step)
+            except NonFiniteError:  # the state overflows along the trajectory: diverged
+                return float("nan")
+        total.backward()
         clip = self.cfg.optim.clip or float("inf")
         norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
         if not torch.isfinite(norm):
@@ -420,6 +454,7 @@ def train(cfg: Config, *, run_dir: str | Path | None = None) -> dict:
         task = build_task(cfg)
         model, reports = prepare_model(cfg, task, device)
         check_pretrain(cfg, model)
+        check_floss(cfg, model)
         created = _first_missing(path)
         try:
             return _run(cfg, path, task, model, reports, device)

@@ -81,4 +81,7 @@ PRETRAIN: dict[str, PretrainMethod | None] = {
         "warm-up to maximise reachable multistability (VAA*; double layers: partial)",
         _lazy("stability.warmup", "warmup"), _lazy("stability.warmup", "check_warmup_args"),
         renamed={"batch": "batch_size"}),
+    "floss": PretrainMethod(
+        "gradient flossing: push the k leading Lyapunov exponents toward 0 (docs/floss.md)",
+        _lazy("stability.floss", "floss"), _lazy("stability.floss", "check_floss_args")),
 }
