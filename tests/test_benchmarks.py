@@ -41,3 +41,10 @@ def test_bench_spectral_smoke(tmp_path):
     table = run("bench_spectral.py", "--sizes", "8", "--reps", "1", "--T", "3", "--batch", "2",
                 "--threads", "1", cwd=tmp_path)
     assert "| ours, k = n |" in table and "torch orthogonal (cayley)" in table
+
+
+@pytest.mark.slow
+def test_bench_monitor_smoke(tmp_path):
+    table = run("bench_monitor.py", "--smoke", "--threads", "1", cwd=tmp_path)
+    assert "| without monitor | 10 |" in table and "| with monitor | 10 |" in table
+    assert "monitor's own share of its loop" in table

@@ -115,6 +115,40 @@ def test_rmsprop_and_spectral_lr_reach_the_optimiser(tmp_path, monkeypatch):
     assert len(groups[1]["params"]) == 3  # U and V reflectors, sigma
 
 
+def test_monitor_every_records_stability_next_to_the_loss(tmp_path):
+    """run.monitor_every: Monitor records (docs/monitor.md) at step 0 and every N steps in
+    metrics.jsonl, equal to a Monitor on the same model and probe; the training is the same
+    as without it (same hash, same weights), and the report plots the curves."""
+    import torch
+
+    from stablernn import Monitor
+    from stablernn.experiments.report import write_report
+    from stablernn.train.loop import MONITOR_PROBE, build_model, build_task
+    base = ["run.steps=4", "run.eval_every=2"]
+    plain = tiny(tmp_path / "plain", *base)
+    watched = tiny(tmp_path / "watched", *base, "run.monitor_every=2")
+    assert config_hash(plain) == config_hash(watched)
+    a, b = train(plain), train(watched)
+    assert a["test"] == b["test"]
+    rows = [json.loads(line) for line in
+            (run_dir_for(watched) / "metrics.jsonl").read_text().splitlines()]
+    stable = [r for r in rows if "radius/time/layer1" in r]
+    assert [r["step"] for r in stable] == [0, 2, 4]
+    assert {"lyapunov/0", "flow/time_growth", "radius/depth/layer1"} <= set(stable[0])
+    # the step-0 record is the freshly built model's, as a Monitor of it measures
+    task = build_task(watched)
+    torch.manual_seed(watched.run.seed)
+    model = build_model(watched, task)
+    probe = task.rows("valid", torch.arange(MONITOR_PROBE))[0]
+    want = Monitor(model, probe, every=2).measure(0)
+    for key, value in want.items():
+        if key not in ("step", "monitor/seconds"):
+            assert stable[0][key] == pytest.approx(value, rel=1e-5, abs=1e-7), key
+    out = write_report(tmp_path / "watched", tmp_path / "report")
+    text = out.read_text()
+    assert "radius/time/layer1" in text and "lyapunov/0" in text
+
+
 @pytest.mark.parametrize("override,message", [
     ("model.hidden_size=0", "model.hidden_size must be > 0, got 0"),
     ("optim.lr=-1", "optim.lr must be > 0"),
@@ -129,6 +163,7 @@ def test_rmsprop_and_spectral_lr_reach_the_optimiser(tmp_path, monkeypatch):
     ("optim.floss_every=-1", "optim.floss_every must be >= 0"),
     ("optim.floss_weight=nan", "optim.floss_weight must be > 0 and finite"),
     ("optim.floss_window=1", "optim.floss_window must be >= 2"),
+    ("run.monitor_every=-1", "run.monitor_every must be >= 0"),
 ])
 def test_impossible_configs_fail_before_work(tmp_path, capsys, override, message):
     with pytest.raises(ConfigError, match=message):

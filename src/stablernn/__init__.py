@@ -1,8 +1,8 @@
 """stablernn: make deep recurrent networks trainable on long sequences.
 
 Public API (see docs/): the model zoo (cells, DeepRNN, from_torch), tasks, the stability
-diagnostics (radii, gradient_flow, lyapunov_exponents, vaa, diagnose) and the methods that fix
-them (lsc_pretrain, init_ / critical_init, spectral, warmup, floss).
+diagnostics (radii, gradient_flow, lyapunov_exponents, vaa, diagnose; Monitor during training)
+and the methods that fix them (lsc_pretrain, init_ / critical_init, spectral, warmup, floss).
 """
 from . import errors, spectral  # spectral: the module, callable as its function (spectral.py)
 from .adapters import from_torch
@@ -25,6 +25,7 @@ from .cells import (
                     unflatten_state,
 )
 from .init import INITS, InitReport, critical_init, explain, init_
+from .monitor import Monitor
 from .spectral import spectral_factors, spectral_param_groups
 from .stability import (
     FlossOptions,
@@ -56,5 +57,5 @@ __all__ = [
     "spectral_factors", "spectral_param_groups", "INITS", "InitReport", "critical_init",
     "explain", "init_", "warmup", "WarmupReport", "DoubleCell", "double_stack", "IndRNNCell",
     "errors", "LSCOptions", "WarmupOptions", "floss", "lyapunov_loss", "FlossReport",
-    "FlossOptions",
+    "FlossOptions", "Monitor",
 ]

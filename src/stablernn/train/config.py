@@ -77,6 +77,7 @@ class RunConfig:
     progress: bool = True
     tensorboard: bool = False
     threads: int = 1  # torch CPU threads while training; 0 keeps torch's setting (docs/training.md)
+    monitor_every: int = 0  # stability records (Monitor) every N steps; 0: none (docs/monitor.md)
 
 
 @dataclass
@@ -135,7 +136,7 @@ class Config:
 
 # keys that do not change results, so they stay out of the run hash (docs/training.md)
 _UNHASHED = {("run", "root"), ("run", "progress"), ("run", "tensorboard"), ("run", "device"),
-             ("run", "threads")}
+             ("run", "threads"), ("run", "monitor_every")}
 _UNHASHED_OPTIONS = {("pretrain", "options", "progress")}
 # Keys added after run directories existed: hashed only when set, so old runs keep their names.
 _HASHED_WHEN_SET = {("optim", "name"): "adamw", ("optim", "spectral_lr"): 0.0,
@@ -307,6 +308,8 @@ def validate(cfg: Config, registries: dict[str, dict]) -> None:
            f"optim.floss_weight must be > 0 and finite, got {o.floss_weight}")
     _check(o.floss_k >= 0, f"optim.floss_k must be >= 0 (0: min(state width, 16)), got "
                            f"{o.floss_k}")
+    _check(r.monitor_every >= 0, f"run.monitor_every must be >= 0 (0: no stability records), "
+                                 f"got {r.monitor_every}")
     _check(o.floss_window >= 2, f"optim.floss_window must be >= 2 steps, got {o.floss_window}")
     _check(cfg.task.size in TASK_SIZES, f"task.size must be one of {TASK_SIZES}, got "
                                         f"{cfg.task.size!r}")

@@ -50,6 +50,7 @@ from .config import Config, ConfigError, check_device, config_hash, validate
 EVAL_CHUNK = 512
 PRETRAIN_EXAMPLES = 256  # input sequences handed to a pre-training method
 FLOSS_BATCH = 16  # sequences of the training batch the flossing term runs over
+MONITOR_PROBE = 8  # validation sequences the stability monitor measures on
 
 
 def build_task(cfg: Config):
@@ -199,6 +200,22 @@ class Trainer:
         self._fresh_optimizer()
         self._start()
         self.writer = tensorboard_writer(run.file(TENSORBOARD)) if cfg.run.tensorboard else None
+        self.monitor = self._monitor() if cfg.run.monitor_every else None
+
+    def _monitor(self) -> Any:
+        """The stability :class:`~stablernn.monitor.Monitor` of ``run.monitor_every``: fixed
+        validation sequences as the probe, its records into metrics.jsonl (and TensorBoard)."""
+        from ..monitor import Monitor
+
+        n = min(MONITOR_PROBE, self.task.num_examples("valid"))
+        probe = self.task.rows("valid", torch.arange(n))[0].to(self.device)
+        return Monitor(self.model, probe, every=self.cfg.run.monitor_every,
+                       writer=self._stability_row)
+
+    def _stability_row(self, step: int, record: dict) -> None:
+        """A monitor record as a metrics row (NaN/Inf, a diverged model's, as null)."""
+        self.pending.append({"step": step, **{
+            k: v if math.isfinite(v) else None for k, v in record.items() if k != "step"}})
 
     def _fresh_optimizer(self) -> None:
         o = self.cfg.optim
@@ -225,7 +242,7 @@ class Trainer:
         if self.writer is not None:
             for row in self.pending:
                 for key, value in row.items():
-                    if key != "step":
+                    if key != "step" and value is not None:  # None: a NaN stability record
                         self.writer.add_scalar(key, value, row["step"])
             self.writer.flush()
         self.pending = []
@@ -331,6 +348,8 @@ class Trainer:
         log_every = max(1, r.eval_every // 10)
         # a checkpoint written when early stopping triggered: stopped already
         status = "early_stopped" if self._patience_over() else "completed"
+        if self.monitor is not None and self.step == 0:
+            self.monitor.measure(0)  # the initial model (not counted in the training time)
         with tqdm(total=r.steps, initial=self.step, disable=not show_progress(self.cfg),
                   desc=self.run.path.name) as bar:
             while status == "completed" and self.step < r.steps:
@@ -342,6 +361,8 @@ class Trainer:
                 if not math.isfinite(loss):
                     status = "diverged"
                     break
+                if self.monitor is not None:
+                    self.monitor.step(self.step)
                 if self.step % log_every == 0:
                     self.pending.append({"step": self.step, "train_loss": loss})
                     bar.set_postfix(loss=f"{loss:.4f}")
@@ -351,6 +372,9 @@ class Trainer:
         return self.finish(status)
 
     def close(self) -> None:
+        if self.monitor is not None:
+            self.monitor.close()
+            self.monitor = None
         if self.writer is not None:
             self.writer.close()
             self.writer = None

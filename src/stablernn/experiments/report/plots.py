@@ -170,8 +170,8 @@ def plot_all(runs: list[dict], out: Path, flow: bool) -> tuple[list, list]:
     for run in finished_runs(runs):
         tasks[settings_of(run)["task.name"]].append(run)
     for task, task_runs in sorted(tasks.items()):
-        for key in ("train_loss", "valid_metric"):
-            name = f"curves_{_slug(task)}_{key}.png"
+        for key in ("train_loss", "valid_metric", *stability_keys(task_runs)):
+            name = f"curves_{_slug(task)}_{_slug(key)}.png"
             if _try(notes, f"{task} {key} curves", plot_curves, task_runs, out / name, key=key):
                 images.append((f"{task}: {key.replace('_', ' ')}", name))
         for (_, cell), groups in _facets(task_runs).items() if flow else ():
@@ -183,6 +183,15 @@ def plot_all(runs: list[dict], out: Path, flow: bool) -> tuple[list, list]:
                     images.append((f"{task}, {cell}, {label}: gradient flow (seed {seed})",
                                    name))
     return images, notes
+
+
+def stability_keys(runs: Sequence[dict]) -> list[str]:
+    """The stability curves worth a plot among the runs' metric rows (``run.monitor_every``,
+    docs/monitor.md): the time radius of every layer and the leading Lyapunov exponent."""
+    keys = {key for run in runs for row in run["metrics"] for key in row}
+    layers = sorted((k for k in keys if k.startswith("radius/time/layer")),
+                    key=lambda k: (len(k), k))  # layer2 before layer10
+    return layers + (["lyapunov/0"] if "lyapunov/0" in keys else [])
 
 
 def _try(notes: list[str], what: str, plot: Any, *args: Any, **kwargs: Any) -> bool:
