@@ -147,6 +147,15 @@ def test_monitor_every_records_stability_next_to_the_loss(tmp_path):
     out = write_report(tmp_path / "watched", tmp_path / "report")
     text = out.read_text()
     assert "radius/time/layer1" in text and "lyapunov/0" in text
+    assert (tmp_path / "report" / "stability_adding.png").is_file()
+    from stablernn.experiments.report import load_runs, stability_figure
+    fig = stability_figure(load_runs(tmp_path / "watched"))
+    assert [ax.get_title() for ax in fig.axes] == [
+        f"adding, gru: {key}" for key in ("radius/time/layer0", "radius/time/layer1",
+                                          "lyapunov/0")]
+    line = fig.axes[2].get_lines()[0]  # the mean over the one seed: the records themselves
+    assert list(line.get_xdata()) == [0, 2, 4]
+    assert list(line.get_ydata()) == pytest.approx([r["lyapunov/0"] for r in stable])
 
 
 @pytest.mark.parametrize("override,message", [

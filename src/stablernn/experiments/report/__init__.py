@@ -17,7 +17,7 @@ from .load import (
     load_runs,
     run_status,
 )
-from .plots import curves_figure, plot_curves, plot_flow
+from .plots import curves_figure, plot_curves, plot_flow, plot_stability, stability_figure
 from .render import markdown_table, win_rate_sentence, win_rate_table, write_csv
 from .stats import (
     SEED,
@@ -35,9 +35,9 @@ from .stats import (
 )
 from .write import write_report
 
-__all__ = ["NUMBER", "SEED", "SPLIT_FIELDS", "SUMMARY_FIELDS", "UNUSED_WHEN",
-           "DamagedRunWarning", "applies", "compare_win_rate", "curves_figure", "group_runs",
-           "load_run", "load_runs", "markdown_table", "mean_std", "paired_win_rates",
-           "parse_selector", "plot_curves", "plot_flow", "radii_after", "run_status",
-           "settings_of", "summary_table", "varying_keys", "win_rate_sentence", "win_rate_table",
-           "write_csv", "write_report"]
+__all__ = ["NUMBER", "SEED", "SPLIT_FIELDS", "SUMMARY_FIELDS", "UNUSED_WHEN", "DamagedRunWarning",
+           "applies", "compare_win_rate", "curves_figure", "group_runs", "load_run", "load_runs",
+           "markdown_table", "mean_std", "paired_win_rates", "parse_selector", "plot_curves",
+           "plot_flow", "plot_stability", "radii_after", "run_status", "settings_of",
+           "stability_figure", "summary_table", "varying_keys", "win_rate_sentence",
+           "win_rate_table", "write_csv", "write_report"]

@@ -1,5 +1,6 @@
 """Report plots: learning curves (mean over seeds with a min-max band, one axes per task and
-cell) and gradient-flow heat-maps of trained runs."""
+cell), the stability monitor's curves over training, and gradient-flow heat-maps of trained
+runs."""
 from __future__ import annotations
 
 import math
@@ -62,6 +63,45 @@ def curves_figure(runs: Sequence[dict] | dict[str, list[dict]], *, key: str = "t
     for ax, ((task, cell), groups) in zip(axes, facets.items(), strict=True):
         _plot_facet(ax, groups, key, chance)
         ax.set_title(f"{task}, {cell}")
+    return fig
+
+
+def plot_stability(runs: Sequence[dict] | dict[str, list[dict]], path: str | Path) -> Path:
+    """Save :func:`stability_figure` as ``path`` (PNG)."""
+    fig = stability_figure(runs)
+    fig.savefig(path, dpi=120)
+    return Path(path)
+
+
+def stability_figure(runs: Sequence[dict] | dict[str, list[dict]]) -> Any:
+    """The stability monitor's curves over training (``run.monitor_every``, docs/monitor.md):
+    one row per (task, cell), one axes per :func:`stability_keys` key (each layer's time radius,
+    the leading Lyapunov exponent), a line per setting (mean over seeds, min-max band), with the
+    stable level (radius 1, exponent 0) dotted.
+
+    Example:
+        >>> fig = stability_figure(load_runs("runs/reproduce/floss"))  # doctest: +SKIP
+    """
+    from ...plotting import new_figure
+
+    facets = _facets(runs)
+    keys = stability_keys([r for groups in facets.values() for rs in groups.values() for r in rs])
+    cols = max(len(keys), 1)
+    fig = new_figure((4.6 * cols, 3.4 * max(len(facets), 1)))
+    if not facets or not keys:
+        ax = fig.add_subplot()
+        ax.text(0.5, 0.5, "no stability records (run.monitor_every)", ha="center", va="center")
+        return fig
+    for row, ((task, cell), groups) in enumerate(facets.items()):
+        for col, key in enumerate(keys):
+            ax = fig.add_subplot(len(facets), cols, row * cols + col + 1)
+            _plot_facet(ax, groups, key, None)
+            ax.axhline(0.0 if key.startswith("lyapunov") else 1.0, color="black", ls=":", lw=1)
+            ax.set_title(f"{task}, {cell}: {key}", fontsize="small")
+            if col:  # one legend per row
+                legend = ax.get_legend()
+                if legend is not None:
+                    legend.remove()
     return fig
 
 
@@ -170,10 +210,15 @@ def plot_all(runs: list[dict], out: Path, flow: bool) -> tuple[list, list]:
     for run in finished_runs(runs):
         tasks[settings_of(run)["task.name"]].append(run)
     for task, task_runs in sorted(tasks.items()):
-        for key in ("train_loss", "valid_metric", *stability_keys(task_runs)):
-            name = f"curves_{_slug(task)}_{_slug(key)}.png"
+        for key in ("train_loss", "valid_metric"):
+            name = f"curves_{_slug(task)}_{key}.png"
             if _try(notes, f"{task} {key} curves", plot_curves, task_runs, out / name, key=key):
                 images.append((f"{task}: {key.replace('_', ' ')}", name))
+        keys = stability_keys(task_runs)
+        name = f"stability_{_slug(task)}.png"
+        if keys and _try(notes, f"{task} stability curves", plot_stability, task_runs,
+                         out / name):
+            images.append((f"{task}: stability over training ({', '.join(keys)})", name))
         for (_, cell), groups in _facets(task_runs).items() if flow else ():
             for label, group in groups.items():
                 name = f"flow_{_slug(task)}_{_slug(cell)}_{_slug(label)}.png"
