@@ -22,11 +22,15 @@ UNUSED_WHEN = (("pretrain.", "pretrain.method", "none"),
 
 
 def settings_of(run: dict) -> dict[str, Any]:
-    """The run's canonical config flattened to dotted keys (``run.seed`` included)."""
-    from ...train.config import Config, canonical
+    """The run's canonical config flattened to dotted keys (``run.seed`` included); keys
+    hashed only when set show their default when unset (``optim.floss_every=0``, not null)."""
+    from ...train.config import _HASHED_WHEN_SET, Config, canonical
 
     data = {k: v for k, v in run["config"].items() if k != "hash"}
-    return flatten(canonical(Config.from_dict(data)))
+    flat = flatten(canonical(Config.from_dict(data)))
+    for (section, key), default in _HASHED_WHEN_SET.items():
+        flat.setdefault(f"{section}.{key}", default)
+    return flat
 
 
 def flatten(data: dict, prefix: str = "") -> dict[str, Any]:
