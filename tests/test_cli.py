@@ -389,7 +389,9 @@ def _interrupted_run(root: Path, sig: int, steps: list[str]) -> tuple[int, str, 
     return proc.returncode, err, run
 
 
-LONG = ["run.steps=600", "run.eval_every=10"]
+# long enough that the signal lands mid-run even when the test process is starved for a second
+# on a loaded 2-core machine (600 steps finished first once)
+LONG = ["run.steps=2000", "run.eval_every=10"]
 INTERRUPTED = "stablernn train: interrupted; re-run the same command to resume"
 
 
