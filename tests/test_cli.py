@@ -371,12 +371,18 @@ def test_pretraining_gets_progress_and_progress_is_not_hashed(tmp_path, monkeypa
 
 
 # ------------------------------------------------------------------ interruptions
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _interrupted_run(root: Path, sig: int, steps: list[str]) -> tuple[int, str, Path]:
     """Start ``stablernn train`` in a subprocess, send ``sig`` once it has a checkpoint."""
     sets = [a for o in TINY + steps for a in ("--set", o)]
     argv = [sys.executable, "-m", "stablernn", "train", "--root", str(root), *sets]
+    # a runner started in the background without job control ignores SIGINT, and a child would
+    # inherit that: give the child the default disposition, as a terminal would
     proc = subprocess.Popen(argv, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True)
+                            text=True, preexec_fn=_default_sigint)
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None and not list(root.glob("*/*.pt")):
         time.sleep(0.005)
@@ -389,9 +395,7 @@ def _interrupted_run(root: Path, sig: int, steps: list[str]) -> tuple[int, str, 
     return proc.returncode, err, run
 
 
-# long enough that the signal lands mid-run even when the test process is starved for a second
-# on a loaded 2-core machine (600 steps finished first once)
-LONG = ["run.steps=2000", "run.eval_every=10"]
+LONG = ["run.steps=600", "run.eval_every=10"]
 INTERRUPTED = "stablernn train: interrupted; re-run the same command to resume"
 
 
