@@ -8,6 +8,7 @@ removes its temporary file; one cut by SIGKILL leaves it behind, for :func:`remo
 """
 from __future__ import annotations
 
+import math
 import os
 import secrets
 from collections.abc import Callable
@@ -98,3 +99,15 @@ def remove_stale_temps(folder: Path) -> list[Path]:
     for p in stale:
         p.unlink(missing_ok=True)
     return stale
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with every NaN / Inf float (a diverged model's record, the std of one seed) as
+    None, in nested dicts, lists and tuples too, so strict JSON readers accept it."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value

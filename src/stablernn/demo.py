@@ -7,12 +7,10 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 from pathlib import Path
-from typing import Any
 
 from ._checks import check_int
-from ._io import atomic_write_text, check_folder
+from ._io import atomic_write_text, check_folder, json_safe
 from .experiments.report import load_run, markdown_table, plot_curves, plot_flow, summary_table
 from .experiments.rundir import REPORT, TABLE_JSON, run_dir_for
 from .experiments.spec import Sweep
@@ -73,7 +71,7 @@ def run_demo(root: str = "runs/demo", seeds: int = 3, smoke: bool = False,
     flows = {label: plot_flow(group[0], out / f"flow_{i}.png", title=f"{label}, seed 0").name
              for i, (label, group) in enumerate(runs.items())}
     atomic_write_text(out / REPORT, _report_text(table, first, flows))
-    atomic_write_text(out / TABLE_JSON, json.dumps(_json_safe(rows), indent=2))
+    atomic_write_text(out / TABLE_JSON, json.dumps(json_safe(rows), indent=2))
     print(table)
     print(f"\nreport: {out / REPORT}")
     return out
@@ -86,14 +84,3 @@ def _report_text(table: str, cfg: Config, flows: dict[str, str]) -> str:
             f"![training loss](loss_curves.png)\n\n![validation metric](valid_metric.png)\n\n"
             f"Gradient flow ||dLoss/ds[l,t]|| of the trained models (log scale):\n\n" +
             "\n".join(f"![{label}]({name})" for label, name in flows.items()) + "\n")
-
-
-def _json_safe(value: Any) -> Any:
-    """NaN / Inf (e.g. the std of one seed) as null, so strict JSON readers accept the table."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    return value

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from ._checks import check_bool, check_float, check_int, check_sequence, is_real
-from ._io import check_folder
+from ._io import check_folder, json_safe
 from .adapters import as_deep_rnn, is_time_major
 from .errors import NonFiniteError, NonFiniteWeightsError
 from .plotting import facet_axes, line_style, new_figure
@@ -51,12 +51,6 @@ class MonitorWarning(UserWarning):
 
 
 # --------------------------------------------------------------------------------- writers
-
-
-def _json_safe(record: Mapping[str, Any]) -> dict[str, Any]:
-    """NaN/Inf become null: a JSON line stays valid JSON."""
-    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
-            for k, v in record.items()}
 
 
 def _file_path(path: Any, what: str) -> Path:
@@ -92,7 +86,7 @@ class JSONLWriter:
     def __call__(self, step: int, record: dict[str, float]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, self._mode, encoding="utf-8") as f:
-            f.write(json.dumps(_json_safe(record), allow_nan=False) + "\n")
+            f.write(json.dumps(json_safe(record), allow_nan=False) + "\n")
         self._mode = "a"
 
     def close(self) -> None:

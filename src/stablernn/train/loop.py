@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from .._checks import check_int
 from .._deprecation import renamed_kwargs
-from .._io import atomic_save
+from .._io import atomic_save, json_safe
 from .._transaction import transaction
 from ..experiments.rundir import (
     CHECKPOINT,
@@ -214,8 +214,7 @@ class Trainer:
 
     def _stability_row(self, step: int, record: dict) -> None:
         """A monitor record as a metrics row (NaN/Inf, a diverged model's, as null)."""
-        self.pending.append({"step": step, **{
-            k: v if math.isfinite(v) else None for k, v in record.items() if k != "step"}})
+        self.pending.append(json_safe(record))
 
     def _fresh_optimizer(self) -> None:
         o = self.cfg.optim
