@@ -23,7 +23,8 @@ from stablernn.tasks import (
 )
 from stablernn.tasks import base as task_base
 
-SMALL = ["copy", "adding", "copy_first", "denoising", "digits", "pdigits", "sl_digits"]
+SMALL = ["copy", "adding", "copy_first", "denoising", "delayed_xor", "digits", "pdigits",
+         "sl_digits"]
 
 
 def best_constant_logits(y, classes, per_step):
@@ -36,8 +37,8 @@ def best_constant_logits(y, classes, per_step):
 
 # ----- registry and parameters -------------------------------------------------------------
 def test_registry_lists_every_family():
-    expected = {"copy", "adding", "copy_first", "denoising", "digits", "pdigits", "sl_digits",
-                "char_lm", "ptb", "mnist", "pmnist", "shd"}
+    expected = {"copy", "adding", "copy_first", "denoising", "delayed_xor", "digits", "pdigits",
+                "sl_digits", "char_lm", "ptb", "mnist", "pmnist", "shd"}
     assert expected <= set(TASKS)
     lines = describe_tasks()
     assert len(lines) == len(TASKS)
@@ -66,7 +67,8 @@ def test_int_is_accepted_for_a_float_parameter():
     ("copy", {"T": 0}), ("adding", {"T": 1}), ("copy_first", {"T": 0}),
     ("denoising", {"T": 14, "n_marks": 5, "gap": 10}), ("sl_digits", {"T": 0}),
     ("copy", {"n_train": 0}), ("digits", {"pad": -1}), ("digits", {"n_train": 2000}),
-    ("copy", {"seed": -1}), ("copy", {"size": "tiny"})])
+    ("copy", {"seed": -1}), ("copy", {"size": "tiny"}), ("delayed_xor", {"delay": 0}),
+    ("delayed_xor", {"order": 0}), ("delayed_xor", {"T": 20, "delay": 10})])
 def test_out_of_range_parameters_raise_value_error(name, params):
     with pytest.raises(ValueError):
         make_task(name, **params)
@@ -151,6 +153,32 @@ def test_adding_target_is_the_sum_of_the_marked_values():
 def test_copy_first_target_is_the_first_input():
     x, y = make_task("copy_first", T=9, size="smoke").split("valid")
     assert torch.equal(y[:, 0], x[:, 0, 0])
+
+
+@pytest.mark.parametrize("order", [1, 2, 3])
+def test_delayed_xor_targets_match_a_bitwise_reference(order):
+    task = make_task("delayed_xor", T=40, delay=4, order=order, size="smoke")
+    x, y = task.split("valid")
+    bits = x[..., 0].numpy().astype(np.int64)
+    assert set(np.unique(bits)) == {0, 1} and x.shape[-1] == 1
+    for row in range(4):
+        for t in range(order * 4, 40):  # xor of the bits 4, 8, .. order x 4 steps back
+            assert y[row, t] == np.bitwise_xor.reduce([bits[row, t - 4 * j]
+                                                       for j in range(1, order + 1)])
+    # unscored steps are ignored: a perfect guess there changes neither loss nor metric
+    logits = 50.0 * torch.nn.functional.one_hot(y, 2).float()
+    assert task.metric(logits, y) == 1.0
+    logits[:, : order * 4] = -logits[:, : order * 4]
+    assert task.metric(logits, y) == 1.0 and float(task.loss(logits, y)) < 1e-6
+
+
+def test_delayed_xor_chance_is_a_fair_coin():
+    task = make_task("delayed_xor", T=60, delay=5, n_test=2000, size="smoke")
+    _, y = task.split("test")
+    logits = best_constant_logits(y, 2, per_step=True)
+    assert task.chance == 0.5 and task.chance_loss == pytest.approx(math.log(2))
+    assert abs(float(task.loss(logits, y)) - task.chance_loss) < 2e-3
+    assert abs(task.metric(logits, y) - 0.5) < 0.02
 
 
 def test_denoising_marks_respect_the_gap_and_targets_keep_their_order():

@@ -88,7 +88,9 @@ def test_flossing_during_training_adds_the_lyapunov_term(tmp_path, monkeypatch):
     want = 5 * real(model, x[:16, :20], 3, discard=5, seed=7).loss
     torch.testing.assert_close(floss_term(flossed, model, x, 7), want)
     # a k larger than the state refuses before any work
-    with pytest.raises(ConfigError, match="optim.floss_k=99 exceeds the model's state width 16"):
+    with pytest.raises(ConfigError, match=r"k=99 Lyapunov exponents \(optim.floss_k\) is "
+                       r"larger than the state \(16 state units, all layers together\); use "
+                       r"k <= 16, or optim.floss_k=0"):
         train(tiny(tmp_path / "bad", *base, "optim.floss_every=2", "optim.floss_k=99"))
     assert not (tmp_path / "bad").exists()
 

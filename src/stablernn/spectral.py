@@ -82,6 +82,14 @@ def reflector_matrix(A: Tensor) -> Tensor:
     return A.tril(-1) + torch.eye(n, k, dtype=A.dtype, device=A.device)
 
 
+def _t_inverse(Y: Tensor) -> Tensor:
+    """``T^{-1} = striu(Y^T Y) + diag(Y^T Y) / 2`` of the compact WY form (Note [Compact WY]);
+    ``Y (..., n, k)`` may hold several blocks as a batch."""
+    T_inv = (Y.mT @ Y).triu_()
+    T_inv.diagonal(dim1=-2, dim2=-1).mul_(0.5)
+    return T_inv
+
+
 def wy_factor(A: Tensor) -> tuple[Tensor, Tensor]:
     """Compact WY factors of ``H_0 ... H_{k-1}``: returns ``(Y, X)`` with ``Q = I - Y X``.
 
@@ -92,9 +100,7 @@ def wy_factor(A: Tensor) -> tuple[Tensor, Tensor]:
         ``Y (..., n, k)`` and ``X = T Y^T (..., k, n)``, Note [Compact WY].
     """
     Y = reflector_matrix(A)
-    S = Y.mT @ Y  # (..., k, k)
-    T_inv = S.triu(1) + torch.diag_embed(S.diagonal(dim1=-2, dim2=-1) / 2)
-    return Y, torch.linalg.solve_triangular(T_inv, Y.mT, upper=True)
+    return Y, torch.linalg.solve_triangular(_t_inverse(Y), Y.mT, upper=True)
 
 
 def wy_orthogonal(A: Tensor) -> Tensor:
@@ -137,11 +143,9 @@ def _block_factors(A: Tensor, block: int) -> list[tuple[int, Tensor, Tensor]]:
     count = -(-k // block)
     pad = count * block - k  # zero columns completing the last block
     Yb = torch.nn.functional.pad(Y, (0, pad)).unflatten(-1, (count, block)).movedim(-3, -2)
-    T_inv = (Yb.mT @ Yb).triu_()  # (..., count, block, block)
-    diag = T_inv.diagonal(dim1=-2, dim2=-1)
-    diag.mul_(0.5)
-    if pad:
-        diag[..., -1, block - pad:] = 1.0  # identity on the padding: T stays invertible
+    T_inv = _t_inverse(Yb)  # (..., count, block, block)
+    if pad:  # identity on the padding: T stays invertible
+        T_inv.diagonal(dim1=-2, dim2=-1)[..., -1, block - pad:] = 1.0
     eye = torch.eye(block, dtype=A.dtype, device=A.device)
     T = torch.linalg.solve_triangular(T_inv, eye, upper=True)
     return [(j, Y[..., j:, j:j + block], T[..., i, :min(block, k - j), :min(block, k - j)])
@@ -194,19 +198,28 @@ def _block_backward(A: Tensor, G: Tensor, records: list, structured: bool) -> Te
     return gA
 
 
+def _build(A_u: Tensor, A_v: Tensor, sigma: Tensor, block: int, *,
+           in_place: bool) -> tuple[Tensor, list, list]:
+    """``W = U [V [diag(sigma); 0]]^T`` padded to ``(..., m, n)``, with the records of both
+    sides (:func:`_block_apply`; ``in_place`` as there)."""
+    m, n, p = A_u.shape[-2], A_v.shape[-2], sigma.shape[-1]
+    VS = torch.nn.functional.pad(torch.diag_embed(sigma), (0, 0, 0, n - p))  # (..., n, p)
+    VS, rec_v = _block_apply(A_v, VS, block, structured=True, in_place=in_place)
+    W = torch.nn.functional.pad(VS.mT, (0, 0, 0, m - p))  # (..., m, n)
+    W, rec_u = _block_apply(A_u, W.contiguous() if in_place else W, block, structured=False,
+                            in_place=in_place)
+    return W, rec_u, rec_v
+
+
 class _BlockedWeight(torch.autograd.Function):
     """:func:`blocked_weight` with a hand-written backward that updates in place (autograd
     through the slices of the blocked loop spends a third of its time zero-filling)."""
 
     @staticmethod
     def forward(ctx: Any, A_u: Tensor, A_v: Tensor, sigma: Tensor, block: int) -> Tensor:
-        m, n, p = A_u.shape[-2], A_v.shape[-2], sigma.shape[-1]
-        VS = torch.nn.functional.pad(torch.diag_embed(sigma), (0, 0, 0, n - p))  # (..., n, p)
-        _, rec_v = _block_apply(A_v, VS, block, structured=True)
-        W = torch.nn.functional.pad(VS.mT, (0, 0, 0, m - p)).contiguous()  # (..., m, n)
-        _, rec_u = _block_apply(A_u, W, block, structured=False)
+        W, rec_u, rec_v = _build(A_u, A_v, sigma, block, in_place=True)
         ctx.save_for_backward(A_u, A_v)
-        ctx.records, ctx.p = (rec_u, rec_v), p
+        ctx.records, ctx.p = (rec_u, rec_v), sigma.shape[-1]
         return W
 
     @staticmethod
@@ -240,11 +253,7 @@ def blocked_weight(A_u: Tensor, A_v: Tensor, sigma: Tensor, block: int = _BLOCK)
             return torch.stack([blocked_weight(a, b, s, block) for a, b, s in
                                 zip(A_u.unbind(0), A_v.unbind(0), sigma.unbind(0), strict=True)])
         return _BlockedWeight.apply(A_u, A_v, sigma, block)
-    m, n, p = A_u.shape[-2], A_v.shape[-2], sigma.shape[-1]
-    VS = torch.nn.functional.pad(torch.diag_embed(sigma), (0, 0, 0, n - p))
-    VS = _block_apply(A_v, VS, block, structured=True, in_place=False)[0]  # (..., n, p)
-    W = torch.nn.functional.pad(VS.mT, (0, 0, 0, m - p))
-    return _block_apply(A_u, W, block, structured=False, in_place=False)[0]
+    return _build(A_u, A_v, sigma, block, in_place=False)[0]
 
 
 def fit_reflectors(Q: Tensor, k: int) -> tuple[Tensor, Tensor]:

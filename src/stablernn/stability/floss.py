@@ -304,10 +304,15 @@ def check_floss_args(model: nn.Module, **options: Any) -> None:
 # --------------------------------------------------------------------------- the verb
 
 
+def default_discard(window: int) -> int:
+    """Steps of a ``window``-step trajectory that align the tangent basis before exponents
+    are accumulated: a quarter (the reference code discards 16 of its 55 steps)."""
+    return window // 4
+
+
 def _discard(opts: FlossOptions, window: int) -> int:
-    """The steps that align the basis: ``opts.discard``, or a quarter of the window by default
-    (the reference code discards 16 of its 55 steps)."""
-    discard = window // 4 if opts.discard is None else opts.discard
+    """The steps that align the basis: ``opts.discard``, or :func:`default_discard`."""
+    discard = default_discard(window) if opts.discard is None else opts.discard
     if discard >= window:
         raise ValueError(f"discard={discard} must be < {window}, the steps of each flossed "
                          f"trajectory (window={opts.window}, capped at the inputs' length); "

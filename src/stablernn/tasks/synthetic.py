@@ -4,6 +4,7 @@
 - adding: Hochreiter & Schmidhuber (1997), as in Le et al. (arXiv 1504.00941, 4.1).
 - copy-first-input and denoising: Vecoven et al., bistable recurrent cells (arXiv 2006.05252,
   section 4), also used by Lambrechts et al. (arXiv 2106.01001).
+- delayed XOR: Engelken, gradient flossing (arXiv 2312.17306, the delayed copy / XOR tasks).
 
 Every split is generated from its own seeded stream, so a split never changes when another
 split's size does.
@@ -217,6 +218,67 @@ class DenoisingTask(Task):
         return 1.0, 1.0
 
 
+@register_task("delayed_xor")
+class DelayedXORTask(Task):
+    """Delayed XOR: at every step, the XOR of the input bits ``delay, 2 delay, ..`` steps back.
+
+    Inputs ``(N, T, 1)``: a stream of fair random bits ``s_t in {0, 1}``. Target at step ``t``:
+    ``s_{t-d} xor s_{t-2d} xor .. xor s_{t-order d}`` (``d = delay``), class ids ``(N, T)``,
+    scored from step ``order d`` on (earlier steps would need bits from before the sequence).
+    ``order = 1`` is the delayed copy task, ``order = 2`` the delayed XOR of the gradient
+    flossing paper (Engelken 2023, docs/tasks.md); the horizon a network must bridge is
+    ``order d`` steps. Loss: cross-entropy over the scored steps; metric: their accuracy
+    (chance 1/2: every target bit is a fair coin, independent of the current input).
+
+    Example:
+        >>> task = DelayedXORTask(T=12, delay=3, size="smoke")
+        >>> x, y = task.split("train")
+        >>> s = x[..., 0].long()
+        >>> torch.equal(y[:, 6:], s[:, 3:9] ^ s[:, 0:6])
+        True
+    """
+
+    T: int  # PARAMS, set by Task.__init__
+    delay: int
+    order: int
+    PARAMS: ClassVar[dict[str, Any]] = {"T": 300, "delay": 10, "order": 2, **COUNTS}
+    SMOKE: ClassVar[dict[str, Any]] = {"T": 30, "delay": 3, **SMOKE_COUNTS}
+    LIMITS: ClassVar[dict[str, Any]] = {"T": {"low": 2}, "delay": {"low": 1},
+                                        "order": {"low": 1}, **COUNT_LIMITS}
+    readout_mode = "all"
+
+    @classmethod
+    def _check_config(cls, config: dict[str, Any]) -> None:
+        horizon = config["order"] * config["delay"]
+        cls._require(config["T"] > horizon,
+                     f"T must be > order x delay = {horizon} (the first scored step), got "
+                     f"T={config['T']}; raise T or lower delay / order")
+        cls._check_store(config, config["T"], 1)
+
+    def _setup(self) -> None:
+        self.input_size, self.output_size, self.seq_len = 1, 2, self.T
+        self.horizon = self.order * self.delay
+
+    def _build(self, split: str) -> tuple[Tensor, Tensor]:
+        bits = torch.randint(0, 2, (self._count(split), self.T), dtype=torch.uint8,
+                             generator=self._generator(split))
+        y = torch.zeros(bits.shape, dtype=torch.long)
+        for j in range(1, self.order + 1):  # y_t = xor_j s_{t - j d}, for t >= order d
+            shift = j * self.delay
+            y[:, self.horizon:] ^= bits[:, self.horizon - shift:self.T - shift].long()
+        return bits, y
+
+    def _decode(self, store: Tensor) -> Tensor:
+        return store.float().unsqueeze(-1)
+
+    def _scored(self, pred: Tensor, y: Tensor, *, for_metric: bool) -> tuple[Tensor, Tensor]:
+        self._check_pred(pred, y)
+        return pred[:, self.horizon:], y[:, self.horizon:]
+
+    def _chance(self) -> tuple[float, float]:
+        return 0.5, math.log(2)
+
+
 def synthetic_names() -> list[str]:
     """Names of the generated (file-free) tasks, for tours and smoke tests."""
-    return ["copy", "adding", "copy_first", "denoising"]
+    return ["copy", "adding", "copy_first", "denoising", "delayed_xor"]

@@ -104,22 +104,27 @@ def check_floss(cfg: Config, model: DeepRNN) -> None:
     Raises:
         ConfigError: ``floss_k`` larger than all layers' state width together.
     """
+    from ..stability.eigen import check_k
+
     width = sum(c.state_size for c in model.layers)
-    k = cfg.optim.floss_k
-    if cfg.optim.floss_every and k > width:
-        raise ConfigError(f"optim.floss_k={k} exceeds the model's state width {width} (all "
-                          f"layers together); use at most {width}, or 0 for min(width, 16)")
+    if cfg.optim.floss_every and cfg.optim.floss_k:
+        try:
+            check_k(cfg.optim.floss_k, width, what="Lyapunov exponents (optim.floss_k)",
+                    width="state units, all layers together")
+        except ValueError as err:
+            raise ConfigError(f"{err}, or optim.floss_k=0 for min(width, 16)") from None
 
 
 def floss_term(cfg: Config, model: DeepRNN, x: Tensor, step: int) -> Tensor:
     """The gradient-flossing term of training step ``step`` (docs/floss.md): ``optim.floss_weight``
     times the squared leading Lyapunov exponents along the first ``optim.floss_window`` steps of
     the batch's first sequences; seeded by the step, so resuming repeats it exactly."""
-    from ..stability.floss import lyapunov_loss
+    from ..stability.floss import default_discard, lyapunov_loss
 
     o = cfg.optim
     x = x[:FLOSS_BATCH, :o.floss_window]
-    term = lyapunov_loss(model, x, o.floss_k or None, discard=x.shape[1] // 4, seed=step)
+    term = lyapunov_loss(model, x, o.floss_k or None, discard=default_discard(x.shape[1]),
+                         seed=step)
     return o.floss_weight * term.loss
 
 
