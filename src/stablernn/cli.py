@@ -17,7 +17,7 @@ SHORTHANDS = {"task": "task.name", "model": "model.cell", "layers": "model.num_l
               "lr": "optim.lr", "root": "run.root", "device": "run.device", "size": "task.size",
               "threads": "run.threads"}
 # commands whose work survives an interruption (run directories resume)
-RESUMABLE = ("train", "sweep", "demo")
+RESUMABLE = ("train", "sweep", "demo", "rl")
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -54,6 +54,23 @@ def cmd_train(args: argparse.Namespace) -> int:
     summary = train(cfg)
     print(json.dumps({k: summary.get(k) for k in ("status", "step", "metric", "valid", "test",
                                                    "chance")}, indent=None))
+    return 0 if summary["status"] != "diverged" else 1
+
+
+def cmd_rl(args: argparse.Namespace) -> int:
+    from .rl import rl_config
+    from .train import train
+
+    sets = [f"{key}={value}" for key, value in (("run.threads", args.threads),
+                                                ("run.device", args.device)) if value is not None]
+    cfg = rl_config(args.env, length=args.length, stochasticity=args.stochasticity,
+                    cell=args.model, hidden_size=args.hidden, num_layers=args.layers,
+                    pretrain=args.pretrain, partial=args.partial, episodes=args.episodes,
+                    eval_every=args.eval_every, seed=args.seed, root=args.root,
+                    overrides=sets + (args.set or []))
+    summary = train(cfg)
+    print(json.dumps({k: summary.get(k) for k in ("status", "step", "metric",
+                                                   "episodes_to_solve", "solved", "vaa")}))
     return 0 if summary["status"] != "diverged" else 1
 
 
@@ -120,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("list", help="print the registered cells, tasks, inits and methods")
-    p.add_argument("kind", nargs="?", choices=["cells", "tasks", "inits", "pretrain"])
+    p.add_argument("kind", nargs="?", choices=["cells", "tasks", "inits", "pretrain", "envs"])
     p.set_defaults(handler=cmd_list)
 
     p = sub.add_parser("train", help="train one configuration (resumes; skips finished runs)")
@@ -130,6 +147,29 @@ def build_parser() -> argparse.ArgumentParser:
                    help="any config key, e.g. --set model.dropout=0.1 (repeatable)")
     p.add_argument("--config", help="a config.json to start from")
     p.set_defaults(handler=cmd_train)
+
+    p = sub.add_parser("rl", help="train a DRQN agent on an environment (shorthand for train "
+                                  "with task.name=ENV; docs/rl.md)")
+    p.add_argument("--env", default="tmaze", help="a registered environment (stablernn list envs)")
+    p.add_argument("--length", type=int, default=10, help="corridor length L (task.params.length)")
+    p.add_argument("--stochasticity", type=float, default=0.0,
+                   help="probability that an action is replaced by a random one")
+    p.add_argument("--model", default="gru", help="cell of the Q-network (model.cell)")
+    p.add_argument("--partial", action="store_true",
+                   help="double layers of --model halves (partial warm-up)")
+    p.add_argument("--hidden", type=int, default=32, help="model.hidden_size")
+    p.add_argument("--layers", type=int, default=2, help="model.num_layers")
+    p.add_argument("--pretrain", default="none", help="pretrain.method, e.g. warmup")
+    p.add_argument("--episodes", type=int, default=2000, help="training episodes (run.steps)")
+    p.add_argument("--eval-every", type=int, default=20,
+                   help="episodes between greedy evaluations (run.eval_every)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--root", default="runs")
+    p.add_argument("--threads", help="sets run.threads")
+    p.add_argument("--device", help="sets run.device")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="any config key, e.g. --set task.params.epsilon=0.1 (repeatable)")
+    p.set_defaults(handler=cmd_rl)
 
     p = sub.add_parser("diagnose", help="radii, gradient flow, Lyapunov exponents, VAA + plots")
     src = p.add_mutually_exclusive_group(required=True)

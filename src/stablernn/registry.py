@@ -4,11 +4,13 @@ from __future__ import annotations
 
 
 def registries() -> dict[str, dict]:
-    """``{"cells": ..., "tasks": ..., "inits": ..., "pretrain": ...}``."""
+    """``{"cells": ..., "tasks": ..., "inits": ..., "pretrain": ..., "envs": ...}`` (``envs``:
+    the environments ``task.name`` also accepts, docs/rl.md)."""
     from .cells import CELLS
     from .init import INITS
+    from .rl.envs import ENVS
     from .tasks import TASKS
     from .train.pretrain import PRETRAIN
 
     return {"cells": CELLS, "tasks": TASKS, "inits": {"default": None, **INITS},
-            "pretrain": PRETRAIN}
+            "pretrain": PRETRAIN, "envs": ENVS}

@@ -283,9 +283,10 @@ def validate(cfg: Config, registries: dict[str, dict]) -> None:
         >>> validate(Config(), registries())
     """
     m, o, r, p = cfg.model, cfg.optim, cfg.run, cfg.pretrain
+    envs = registries.get("envs", {})  # environments are tasks too (docs/rl.md)
     for kind, name in (("tasks", cfg.task.name), ("cells", m.cell), ("inits", cfg.init.scheme),
                        ("pretrain", p.method)):
-        valid = registries.get(kind, {})
+        valid = {**registries.get(kind, {}), **(envs if kind == "tasks" else {})}
         _check(name in valid, f"unknown {kind[:-1] if kind != 'pretrain' else kind} {name!r}; "
                               f"valid: {', '.join(sorted(valid))}")
     _check(m.hidden_size > 0, f"model.hidden_size must be > 0, got {m.hidden_size}")
@@ -313,14 +314,17 @@ def validate(cfg: Config, registries: dict[str, dict]) -> None:
     _check(o.floss_window >= 2, f"optim.floss_window must be >= 2 steps, got {o.floss_window}")
     _check(cfg.task.size in TASK_SIZES, f"task.size must be one of {TASK_SIZES}, got "
                                         f"{cfg.task.size!r}")
-    valid = registries["tasks"][cfg.task.name].params()
+    valid = {**registries["tasks"], **envs}[cfg.task.name].params()
     unknown = sorted(set(cfg.task.params) - set(valid))
     _check(not unknown, f"unknown parameter(s) {', '.join(unknown)} of task "
                         f"{cfg.task.name!r}; valid: {', '.join(valid)}")
     for key, options in (("task.params", cfg.task.params), ("model.options", m.options),
                          ("init.options", cfg.init.options), ("pretrain.options", p.options)):
         _check_finite_options(key, options)
-    _check_task_params(cfg)
+    if cfg.task.name in envs:
+        _check_env(cfg, envs[cfg.task.name])
+    else:
+        _check_task_params(cfg)
     _check(r.steps > 0 and r.batch_size > 0 and r.eval_every > 0,
            f"run.steps, run.batch_size and run.eval_every must be > 0, got {r.steps}, "
            f"{r.batch_size}, {r.eval_every}")
@@ -341,6 +345,21 @@ def _check_task_params(cfg: Config) -> None:
         check_task_params(cfg.task.name, cfg.task.size, cfg.task.params)
     except (TypeError, ValueError) as err:
         raise ConfigError(f"task.params: {err}") from None
+
+
+def _check_env(cfg: Config, entry: Any) -> None:
+    """An environment task (docs/rl.md): its and the agent's parameters, and no option the
+    RL loop does not implement."""
+    try:
+        entry.resolve(cfg.task.params)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"task.params: {err}") from None
+    o, r = cfg.optim, cfg.run
+    _check(o.floss_every == 0, f"optim.floss_every={o.floss_every}: gradient flossing during "
+                               f"training is not available for environment {cfg.task.name!r}; "
+                               f"set it to 0")
+    _check(r.monitor_every == 0, f"run.monitor_every={r.monitor_every}: the stability monitor is "
+                                 f"not available for environment {cfg.task.name!r}; set it to 0")
 
 
 def _device(name: str):

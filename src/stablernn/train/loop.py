@@ -427,8 +427,14 @@ def load_trained(run_dir: str | Path, *, batch_size: int = 16) -> tuple[DeepRNN,
     except ConfigError as err:
         raise ValueError(f"{err}; restore it, or train the run again into a new run.root") \
             from None
-    task = build_task(cfg)
-    model = build_model(cfg, task)
+    if cfg.task.name in registries().get("envs", {}):  # an environment: docs/rl.md
+        from ..rl.loop import env_model_and_inputs
+
+        model, inputs = env_model_and_inputs(cfg, batch)
+    else:
+        task = build_task(cfg)
+        model = build_model(cfg, task)
+        inputs = task.rows("test", torch.arange(min(batch, task.num_examples("test"))))[0]
     try:
         model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
     except Exception as err:  # noqa: BLE001 - zip, pickle, OS and shape errors alike
@@ -436,8 +442,7 @@ def load_trained(run_dir: str | Path, *, batch_size: int = 16) -> tuple[DeepRNN,
                          f"({short_reason(err)}); "
                          f"delete it and {SUMMARY}, then re-run stablernn train with "
                          f"--config {config} to finish the run again") from None
-    n = min(batch, task.num_examples("test"))
-    return model.eval(), task.rows("test", torch.arange(n))[0]
+    return model.eval(), inputs
 
 
 @contextmanager
@@ -479,6 +484,10 @@ def train(cfg: Config, *, run_dir: str | Path | None = None) -> dict:
     if finished is not None:
         return finished
     with torch_threads(cfg.run.threads):
+        if cfg.task.name in registries().get("envs", {}):  # an environment: docs/rl.md
+            from ..rl.loop import train_env
+
+            return train_env(cfg, path, device)
         task = build_task(cfg)
         model, reports = prepare_model(cfg, task, device)
         check_pretrain(cfg, model)
