@@ -10,6 +10,13 @@ trains with a fresh Adam after warm-up (paper protocol, shortened to CPU scale).
     python benchmarks/bench_warmup.py --quick               # minutes: one task, GRU and BRC
     python benchmarks/bench_warmup.py --tasks copy_first:300 --cells gru,brc --seeds 0,1,2 \\
         --out runs/bench_warmup.jsonl                       # resumable: done runs are skipped
+    python benchmarks/bench_warmup.py --cells lstm --repulsion 0.1   # with the collapse penalty
+    python benchmarks/bench_warmup.py --speed               # warm-up time, fused vs stepped
+
+``--speed`` times warm-up (100 steps, no measure) and the VAA measure (10000 steps) of a
+2 x 64 LSTM on T = 100 inputs through the fused kernel and through the Python step path
+(``DeepRNN(fused=False)``), interleaved, and prints the medians and their ratio
+(Note [fused VAA runs] in stablernn.stability.vaa).
 
 Cost on a 2-core CPU: the BRC / nBRC cells and every double layer of BRC halves run the Python
 step loop, so a training step at T = 600 costs ~0.3-1 s: the default grid (144 runs) takes
@@ -27,6 +34,7 @@ from pathlib import Path
 import torch
 
 from stablernn import double_stack
+from stablernn.stability.vaa import vaa
 from stablernn.stability.warmup import warmup
 from stablernn.stack import DeepRNN
 from stablernn.tasks import make_task
@@ -85,8 +93,8 @@ def run_one(name: str, T: int, cell: str, variant: str, seed: int, args) -> dict
     if variant != "cold":
         x = task.split("train")[0][:256]
         rep = warmup(model, x, steps=args.warmup_steps, measure_steps=args.measure_steps,
-                     seed=seed)
-        row.update(vaa_before=rep.vaa_before, vaa_after=rep.vaa_after,
+                     seed=seed, repulsion=args.repulsion)
+        row.update(repulsion=args.repulsion, vaa_before=rep.vaa_before, vaa_after=rep.vaa_after,
                    final_vaa_star=rep.to_dict()["final_vaa_star"])
     train(model, task, args, seed)
     row.update(test_mse=evaluate(model, task), seconds=round(time.perf_counter() - t0, 1))
@@ -121,6 +129,10 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--warmup-steps", type=int, default=100)
     ap.add_argument("--measure-steps", type=int, default=0,
                     help="VAA measure steps before/after warm-up (0 skips; the paper: 10000)")
+    ap.add_argument("--repulsion", type=float, default=0.0,
+                    help="weight of warm-up's collapse penalty (0: the paper's loss)")
+    ap.add_argument("--speed", action="store_true",
+                    help="time warm-up fused vs stepped (2 x 64 LSTM, T = 100) and exit")
     ap.add_argument("--hidden", type=int, default=32)
     ap.add_argument("--layers", type=int, default=2)
     ap.add_argument("--batch", type=int, default=32)
@@ -139,9 +151,33 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
+def speed(reps: int = 3) -> None:
+    """Warm-up and VAA-measure time of a 2 x 64 LSTM, fused kernel vs Python steps."""
+    x = torch.randn(256, 100, 1, generator=torch.Generator().manual_seed(0))
+    times: dict[str, dict[bool, list[float]]] = {"warm-up": {True: [], False: []},
+                                                 "measure": {True: [], False: []}}
+    for _ in range(reps):
+        for fused in (True, False):  # interleaved: a shared machine's load hits both alike
+            torch.manual_seed(0)
+            model = DeepRNN.build("lstm", 1, 64, 2, fused=fused)
+            t0 = time.perf_counter()
+            warmup(model, x, steps=100, measure_steps=0, seed=0)
+            t1 = time.perf_counter()
+            vaa(model, x[:32], time_steps=10000)
+            times["warm-up"][fused].append(t1 - t0)
+            times["measure"][fused].append(time.perf_counter() - t1)
+    for what, by in times.items():
+        fused, stepped = statistics.median(by[True]), statistics.median(by[False])
+        print(f"{what}: fused {fused:.2f} s, stepped {stepped:.2f} s (medians of {reps}), "
+              f"stepped / fused = {stepped / fused:.2f}")
+
+
 def main() -> None:
     args = parse_args()
     torch.set_num_threads(args.threads)
+    if args.speed:
+        speed()
+        return
     variants = args.variants.split(",")
     done = []
     if args.out and args.out.exists():

@@ -504,7 +504,8 @@ TARGETS = {  # function -> {argument: kind}
             "shuffle": "flag", "progress": "flag"},
     "warmup": {"target": "target01", "steps": "int1", "lr": "pos", "batch_size": "int2",
                "s_max": "int1", "s_increment": "int0", "eps": "pos", "measure_steps": "int0",
-               "max_seconds": "opt_pos", "seed": "seed", "progress": "flag"},
+               "max_seconds": "opt_pos", "seed": "seed", "progress": "flag",
+               "repulsion": "nonneg"},
 }
 CALLS = {
     "radii": lambda m, x, kw: radii(m, x, **kw),

@@ -5,18 +5,31 @@ attractors": drive ``n`` reachable states (each sequence cut at a random prefix)
 random constant input for many steps and count how many distinct states they settle in.
 ``VAA = mean_i 1 / #{j : ||z_j - z_i|| < eps}``: ``1/n`` when every state falls into one
 attractor (monostable, no long memory), ``1`` when every sample keeps its own state.
+
+Note [fused VAA runs]: both runs of the measure (and of warm-up's VAA*) go through PyTorch's
+fused multi-layer kernel (the one ``torch.nn.LSTM`` calls, :mod:`stablernn.cells.fused`) when
+every layer has one and the stack was not built with ``fused=False``: the reachable states in
+one call on the *packed* prefixes ``x[i, :c_i]`` (a packed sequence's final state is each
+sequence's state at its own length, for every layer), the constant-input run in chunks of
+:data:`CHUNK` steps (the caller's clock is checked between chunks). Otherwise both step the
+cells in Python. The two paths compute the same function; values and gradients agree to float
+rounding (tested). The kernels take the cells' own Parameters, so gradients reach them as they
+do through the step path.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.nn.utils.rnn import pack_padded_sequence
 
 from .._checks import check_int, check_positive, check_seed
 from .._deprecation import renamed_kwargs
-from ..cells.base import flatten_state
+from ..cells.base import Cell, flatten_state
+from ..cells.fused import fused_sequence, stack_kernel
 from ..plotting import new_axes
 from .eigen import generator
 from .local_maps import prepare
@@ -77,9 +90,78 @@ def count_clusters(close: Tensor) -> int:
         labels = new
 
 
+CHUNK = 64  # constant-input steps per fused-kernel call (Note [fused VAA runs])
+
+
+def model_kernel(model: Any) -> Callable | None:
+    """The fused kernel that runs every layer of ``model`` (a DeepRNN), or None: a layer
+    without one, or a stack built with ``fused=False`` (Note [fused VAA runs])."""
+    return stack_kernel(model.layers) if getattr(model, "fused", True) else None
+
+
+def _kernel_weights(cells: Sequence[Cell]) -> tuple[list[Tensor], bool]:
+    """The cells' Parameters in the fused kernels' flat order and whether they have biases."""
+    has_bias = cells[0].bias_ih is not None
+    names = ("weight_ih", "weight_hh") + (("bias_ih", "bias_hh") if has_bias else ())
+    return [getattr(c, name) for c in cells for name in names], has_bias
+
+
+def _packed_reachable(kernel: Callable, cells: Sequence[Cell], x: Tensor,
+                      cut: Tensor) -> list[tuple]:
+    """:func:`reachable_states` in one fused call on the packed prefixes (Note [fused VAA
+    runs]): the kernel's final state of a packed sequence is its state at its own length."""
+    n = x.shape[0]
+    packed = pack_padded_sequence(x[:, :int(cut.max())], cut.cpu(), batch_first=True,
+                                  enforce_sorted=False)
+    assert packed.sorted_indices is not None and packed.unsorted_indices is not None
+    weights, has_bias = _kernel_weights(cells)
+    start = [c.initial_state(n, device=x.device, dtype=x.dtype) for c in cells]
+    fields = len(start[0])  # (h,) or (h, c): each field L x (n, H) -> (L, n, H), sorted order
+    hx = tuple(torch.stack([s[f] for s in start]).index_select(1, packed.sorted_indices)
+               for f in range(fields))
+    # train=True whenever a backward may follow (cuDNN refuses a backward in eval mode); no
+    # dropout either way
+    _, *last = kernel(packed.data, packed.batch_sizes, hx if fields > 1 else hx[0], weights,
+                      has_bias, len(cells), 0.0, torch.is_grad_enabled(), False)
+    last = [t.index_select(1, packed.unsorted_indices) for t in last]
+    return [c.State(*(t[i] for t in last)) for i, c in enumerate(cells)]
+
+
+def constant_input_run(cells: Sequence[Cell], kernel: Callable | None, u: Tensor,
+                       states: Sequence[tuple], steps: int,
+                       clock: Callable[[], None] | None = None) -> list[tuple]:
+    """The states of the stack ``cells`` after ``steps`` steps of the constant input ``u``
+    ``(n, D)`` from ``states`` (one per cell): through ``kernel`` in chunks of :data:`CHUNK`
+    steps when given (Note [fused VAA runs]), else stepping every cell. ``clock()`` is called
+    before every step (stepped) or chunk (fused); it may raise to stop the run."""
+    states = list(states)
+    if kernel is None:
+        for _ in range(steps):
+            if clock is not None:
+                clock()
+            x_t = u
+            for i, cell in enumerate(cells):  # as DeepRNN.step
+                x_t, states[i] = cell(x_t, states[i])
+        return states
+    full = u[:, None].expand(-1, min(CHUNK, steps), -1).contiguous()
+    done = 0
+    while done < steps:
+        if clock is not None:
+            clock()
+        k = min(CHUNK, steps - done)
+        states = fused_sequence(kernel, cells, full[:, :k], states,
+                                training=torch.is_grad_enabled())[1]  # as above; dropout 0
+        done += k
+    return states
+
+
 def reachable_states(model, x: Tensor, cut: Tensor) -> list[tuple]:
     """Per-layer states after the prefix ``x[i, :cut_i]`` of each sequence (``cut`` in 1..T);
-    differentiable (warm-up), or call under ``torch.no_grad()`` (the VAA measure)."""
+    differentiable (warm-up), or call under ``torch.no_grad()`` (the VAA measure). Through the
+    fused kernel when the stack has one (Note [fused VAA runs])."""
+    kernel = model_kernel(model)
+    if kernel is not None:
+        return _packed_reachable(kernel, model.layers, x, cut)
     n = x.shape[0]
     states = model.initial_state(n, device=x.device, dtype=x.dtype)
     seen = []
@@ -138,8 +220,7 @@ def vaa(model: nn.Module, x: Tensor, *, time_steps: int = 10000, eps: float = 1e
     with torch.no_grad():
         states = _reachable(model, x, gen)
         u = torch.randn(x.shape[-1], generator=gen).to(x).expand(x.shape[0], -1)  # shared
-        for _ in range(time_steps):
-            states = model.step(u, states)[1]
+        states = constant_input_run(model.layers, model_kernel(model), u, states, time_steps)
         z = torch.cat([flatten_state(s) for s in states], -1)  # (n, N), all layers
         # the matmul form of cdist loses ~sqrt(float eps) * |z|: far too coarse for eps = 1e-4
         d = torch.cdist(z, z, compute_mode="donot_use_mm_for_euclid_dist")

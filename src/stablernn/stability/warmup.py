@@ -23,6 +23,19 @@ Note [soft count]: ``C_ij = 1 - relu(d_ij - eps) / (d_ij + 1e-6)`` is exactly 1 
 for ``d_ij >> eps``, so away from ``d = eps`` the soft count equals the hard count up to
 ``~ n eps / d_min``; between, it decays smoothly and gives a gradient that pushes states apart.
 
+Note [collapse penalty]: once every final state of a layer lies within ``eps`` of every other
+(VAA* = 1/n, one attractor), each ``C_ij`` is exactly 1 and the soft count has zero gradient:
+the loss cannot leave the collapse, however far VAA* is from the target. This is how warm-up
+often leaves an LSTM layer beyond T = 100 (the target-seeking loss overshoots, merges the
+states, and stays there). ``repulsion > 0`` adds ``repulsion * mean_l P_l`` with
+``P_l = mean_{i<j} relu(log eps - log d_ij)`` on the same tanh-squashed final states: zero when
+no two states share an attractor (the paper's loss is unchanged there), positive otherwise, and
+its gradient ``d log d_ij = d d_ij / d_ij`` does not shrink with the distance: under a
+contraction both ``d_ij`` and its gradient scale with the same factor, so their ratio (a
+finite-time log expansion rate of the constant-input dynamics) survives where the soft count's
+gradient is zero. Pairs that coincide exactly (``d_ij = 0`` in floating point) contribute the
+constant ``log(eps / 1e-30)`` and no gradient (the distance's gradient is 0 there).
+
 Robustness (docs/robustness.md): every option is checked by :class:`WarmupOptions` before
 anything runs (:func:`check_warmup_args` runs the checks for the training CLI); warm-up is a
 loss source of the pre-training harness (:mod:`.harness`), which runs it inside
@@ -33,6 +46,7 @@ interruption restores the original weights; ``max_seconds`` bounds the whole cal
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, fields, replace
@@ -56,6 +70,7 @@ from .._checks import (
 from .._deprecation import rename_kwargs, renamed_kwargs
 from ..adapters import as_deep_rnn
 from ..cells.base import Cell, flatten_state
+from ..cells.fused import stack_kernel
 from ..plotting import new_axes
 from ..stack import DeepRNN
 from .eigen import NonFiniteError
@@ -69,13 +84,15 @@ from .harness import (
 )
 from .local_maps import prepare
 from .lsc import OutOfTime, TimeBudget
-from .vaa import VAAReport, reachable_states, vaa
+from .vaa import VAAReport, constant_input_run, reachable_states, vaa
 
-__all__ = ["WarmupOptions", "WarmupReport", "check_warmup_args", "curriculum_length",
-           "soft_counts", "vaa_star", "vaa_star_layers", "warmup", "warmup_loss"]
+__all__ = ["WarmupOptions", "WarmupReport", "check_warmup_args", "collapse_penalty",
+           "curriculum_length", "soft_counts", "vaa_star", "vaa_star_layers", "warmup",
+           "warmup_loss"]
 
 EPS = 1e-4            # the VAA distance threshold (docs/algorithms.md section 1.5)
 SOFT_DENOM = 1e-6     # Note [soft count]
+LOG_FLOOR = 1e-30     # Note [collapse penalty]: log(d + LOG_FLOOR), finite at d = 0
 MEASURE_SEQUENCES = 32  # sequences used for the before / after VAA measure (the paper's n)
 
 
@@ -205,14 +222,44 @@ def _no_clock() -> None:
     pass
 
 
-def _layer_vaa_star(cell: Cell, state: tuple, u: Tensor, S: int, eps: float,
-                    clock: Callable[[], None] = _no_clock) -> Tensor:
+def collapse_penalty(final_states: Tensor, eps: float = EPS) -> Tensor:
+    """Log-distance repulsion of final states ``(n, N)`` that share an attractor (Note
+    [collapse penalty]): ``mean_{i<j} relu(log eps - log d_ij)`` on the tanh-squashed states.
+
+    Zero when every pair is farther apart than ``eps``; positive, with a gradient that does
+    not shrink with the distances, when some states fall within ``eps`` of each other (where
+    the soft count is flat).
+
+    Example:
+        >>> float(collapse_penalty(torch.tensor([[0.0], [1.0]])))      # far apart: zero
+        0.0
+        >>> round(float(collapse_penalty(torch.tensor([[0.0], [1e-6]]), eps=1e-4)), 3)
+        4.605
+    """
+    z = final_states
+    if not isinstance(z, Tensor) or z.dim() != 2 or not z.is_floating_point() or len(z) < 2:
+        got = tuple(z.shape) if isinstance(z, Tensor) else type(z).__name__
+        raise TypeError(f"final_states must be a float tensor (n >= 2, N), got {got}")
+    eps = check_positive("eps", eps)
+    z = torch.tanh(final_states)
+    d = torch.cdist(z, z, compute_mode="donot_use_mm_for_euclid_dist")  # exact: see soft_counts
+    i, j = torch.triu_indices(len(z), len(z), 1, device=z.device)
+    return F.relu(math.log(eps) - torch.log(d[i, j] + LOG_FLOOR)).mean()
+
+
+def _layer_final(cell: Cell, state: tuple, u: Tensor, S: int,
+                 clock: Callable[[], None] = _no_clock, fused: bool = True) -> Tensor:
+    """The warm part's flattened state ``(n, N)`` after ``S`` steps of the constant ``u``."""
     part, s = cell.warm_part(), cell.warm_state(state)
+    kernel = stack_kernel([part]) if fused else None
+    if kernel is not None:  # Note [fused VAA runs]; the clock is checked between chunks
+        (s,) = constant_input_run([part], kernel, u, [s], S, clock)
+        return flatten_state(s)
     p = part.project(u)  # the input is constant: project it once
     for _ in range(S):
         clock()  # the long loop of a step: the time budget is checked here (raises OutOfTime)
         s = part.recur(p, s)
-    return vaa_star(flatten_state(s), eps)
+    return flatten_state(s)
 
 
 def _cold_params(model: DeepRNN, layers: Sequence[int]) -> list[nn.Parameter]:
@@ -269,20 +316,24 @@ def vaa_star_layers(model: nn.Module, x: Tensor, *, stabilisation: int = 200,
     net, x = _prepare(model, x, "x")
     layers = _check_layers(layers, net.num_layers)
     check_int("stabilisation", stabilisation)
-    return _vaa_star_terms(net, x, stabilisation, layers, check_positive("eps", eps),
+    eps = check_positive("eps", eps)
+    finals = _final_states(net, x, stabilisation, layers,
                            torch.Generator().manual_seed(check_seed(seed)))
+    return torch.stack([vaa_star(z, eps) for z in finals])
 
 
-def _vaa_star_terms(model: DeepRNN, x: Tensor, S: int, layers: list[int], eps: float,
-                    gen: torch.Generator, clock: Callable[[], None] = _no_clock) -> Tensor:
+def _final_states(model: DeepRNN, x: Tensor, S: int, layers: list[int], gen: torch.Generator,
+                  clock: Callable[[], None] = _no_clock) -> list[Tensor]:
+    """Per warmed layer, its warm part's final states ``(n, N)`` after ``S`` constant-input
+    steps from the states reachable from ``x`` (differentiable; cold parameters frozen)."""
     cells = model.layers
     cut = torch.randint(1, x.shape[1] + 1, (x.shape[0],), generator=gen).to(x.device)
     us = [torch.randn(cells[layer].input_size, generator=gen).to(x) for layer in layers]
     with _frozen(_cold_params(model, layers)):
         states = reachable_states(model, x, cut)
-        return torch.stack([_layer_vaa_star(cells[layer], states[layer],
-                                            u.expand(x.shape[0], -1), S, eps, clock)
-                            for layer, u in zip(layers, us, strict=True)])
+        return [_layer_final(cells[layer], states[layer], u.expand(x.shape[0], -1), S, clock,
+                             model.fused)
+                for layer, u in zip(layers, us, strict=True)]
 
 
 # --------------------------------------------------------------------------- validation
@@ -302,6 +353,15 @@ def _check_target(target: Any) -> float:
 def _check_curriculum(s_max: Any, s_increment: Any) -> tuple[int, int]:
     return (check_int("s_max", s_max, high=INT_MAX),
             check_int("s_increment", s_increment, low=0, high=INT_MAX))
+
+
+def _check_repulsion(repulsion: Any) -> float:
+    try:
+        return check_float("repulsion", repulsion, low=0.0)
+    except ValueError:
+        raise ValueError(f"repulsion must be a finite float >= 0 (the weight of the collapse "
+                         f"penalty, Note [collapse penalty]; 0 turns it off), got "
+                         f"{repulsion!r}") from None
 
 
 def _check_layers(layers: Any, num_layers: int) -> list[int]:
@@ -358,6 +418,7 @@ class WarmupOptions:
     s_increment: int = 10
     layers: Sequence[int] | None = None
     eps: float = EPS
+    repulsion: float = 0.0
     measure_steps: int = 10000
     max_seconds: float | None = None
     seed: int = 0
@@ -372,6 +433,7 @@ class WarmupOptions:
             "batch_size": check_int("batch_size", self.batch_size, low=2),
             "s_max": s_max, "s_increment": s_increment,
             "eps": check_positive("eps", self.eps),
+            "repulsion": _check_repulsion(self.repulsion),
             "measure_steps": check_int("measure_steps", self.measure_steps, low=0),
             "max_seconds": check_max_seconds(self.max_seconds),
             "seed": check_seed(self.seed),
@@ -493,9 +555,15 @@ class _Source:
         o = self.opts
         S = curriculum_length(k, self.gen, s_max=o.s_max, s_increment=o.s_increment)
         batch = self.inputs[next(self.batches)]
-        stars = _vaa_star_terms(self.net, batch, S, _resolved_layers(o), o.eps, self.gen,
-                                _step_clock(budget))
+        finals = _final_states(self.net, batch, S, _resolved_layers(o), self.gen,
+                               _step_clock(budget))
+        stars = torch.stack([vaa_star(z, o.eps) for z in finals])
         loss = warmup_loss(stars, o.target)
+        extra: dict[str, Any] = {}
+        if o.repulsion:  # Note [collapse penalty]
+            penalty = torch.stack([collapse_penalty(z, o.eps) for z in finals])
+            loss = loss + o.repulsion * penalty.mean()
+            extra["penalty"] = penalty.detach().tolist()
         if not bool(torch.isfinite(loss)):
             raise _diverged(k, o, f"the loss became {float(loss.detach())}")
         self.opt.zero_grad(set_to_none=True)
@@ -504,7 +572,7 @@ class _Source:
         if not all_finite(self.params):
             raise _diverged(k, o, "the update made weights NaN/Inf")
         self.stars = stars.detach()
-        return {"S": S, "loss": loss.item(), "vaa_star": self.stars.tolist()}
+        return {"S": S, "loss": loss.item(), "vaa_star": self.stars.tolist(), **extra}
 
     def judge(self, k: int, record: dict[str, Any]) -> Verdict:
         return Verdict(postfix={"vaa_star": f"{float(self.stars.mean()):.3f}"})
@@ -516,7 +584,7 @@ class _Source:
 @renamed_kwargs(**RENAMED)
 def warmup(model: nn.Module, inputs: Tensor, *, target: float = 0.95, steps: int = 100,
            lr: float = 1e-2, batch_size: int = 32, s_max: int = 200, s_increment: int = 10,
-           layers: Sequence[int] | None = None, eps: float = EPS,
+           layers: Sequence[int] | None = None, eps: float = EPS, repulsion: float = 0.0,
            measure_steps: int = 10000, max_seconds: float | None = None, seed: int = 0,
            progress: bool = False, options: WarmupOptions | None = None) -> WarmupReport:
     """Warm ``model`` up in place so its reachable states stay in many attractors.
@@ -533,6 +601,10 @@ def warmup(model: nn.Module, inputs: Tensor, *, target: float = 0.95, steps: int
         s_max, s_increment: the curriculum ``S ~ U{1..min(1 + s_increment k, s_max)}``.
         layers: 0-based layers to warm (default all); others are left unchanged.
         eps: attractor distance (1e-4).
+        repulsion: weight of the collapse penalty added to the loss, ``repulsion * mean_l
+            collapse_penalty_l`` (Note [collapse penalty]): a way out for a layer whose final
+            states all fall within ``eps`` (VAA* = 1/n, zero gradient of the soft count); 0
+            (the default, the paper's loss) turns it off.
         measure_steps: constant-input steps of the before / after VAA measure (10000 in
             docs/algorithms.md section 1.5) on the first 32 sequences; 0 skips the measure.
         max_seconds: optional time budget of the whole call, the before / after measure
