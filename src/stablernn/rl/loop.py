@@ -40,7 +40,6 @@ from ..experiments.rundir import (
     read_summary,
 )
 from ..registry import registries
-from ..spectral import spectral_param_groups
 from ..stack import DeepRNN
 from ..tasks.base import seeded_generator
 from ..train.config import Config, apply_overrides, config_hash
@@ -49,6 +48,7 @@ from ..train.loop import (
     build_model,
     check_pretrain,
     lr_lambda,
+    make_optimizer,
     prepare_model,
     show_progress,
     tensorboard_writer,
@@ -196,12 +196,7 @@ class RLTrainer:
         self.writer = tensorboard_writer(run.file(TENSORBOARD)) if cfg.run.tensorboard else None
 
     def _optimizer(self) -> torch.optim.Optimizer:
-        o = self.cfg.optim
-        groups = spectral_param_groups(self.model, o.weight_decay,
-                                       spectral_lr=o.spectral_lr or None)
-        make = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam,
-                "rmsprop": torch.optim.RMSprop}[o.name]
-        return make(groups, lr=o.lr)
+        return make_optimizer(self.cfg, self.model)
 
     def _fill(self) -> float:
         """Random-policy episodes into the buffer until the next one would evict one; their

@@ -98,6 +98,16 @@ def check_pretrain(cfg: Config, model: nn.Module) -> None:
         raise ConfigError(f"pretrain {cfg.pretrain.method!r}: {err}") from None
 
 
+def make_optimizer(cfg: Config, model: nn.Module) -> torch.optim.Optimizer:
+    """``optim.name`` at ``optim.lr`` over ``model``'s parameter groups (spectral reflectors
+    and sigma at ``optim.spectral_lr`` and without weight decay, docs/spectral.md)."""
+    o = cfg.optim
+    groups = spectral_param_groups(model, o.weight_decay, spectral_lr=o.spectral_lr or None)
+    make = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam,
+            "rmsprop": torch.optim.RMSprop}[o.name]
+    return make(groups, lr=o.lr)
+
+
 def check_floss(cfg: Config, model: DeepRNN) -> None:
     """Validate ``optim.floss_k`` against the model's state width (model unchanged).
 
@@ -222,12 +232,7 @@ class Trainer:
         self.pending.append(json_safe(record))
 
     def _fresh_optimizer(self) -> None:
-        o = self.cfg.optim
-        groups = spectral_param_groups(self.model, o.weight_decay,
-                                       spectral_lr=o.spectral_lr or None)
-        make = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam,
-                "rmsprop": torch.optim.RMSprop}[o.name]
-        self.opt = make(groups, lr=o.lr)
+        self.opt = make_optimizer(self.cfg, self.model)
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_lambda(self.cfg))
 
     def _start(self) -> None:
