@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
+from torch.nn.utils.rnn import pack_padded_sequence
 
 from .base import Cell, State
 
@@ -24,20 +25,50 @@ def stack_kernel(cells: Sequence[Cell]) -> Callable | None:
     return kernels.pop() if len({c.bias_ih is None for c in cells}) == 1 else None
 
 
-def fused_sequence(kernel: Callable, cells: Sequence[Cell], x: Tensor, state: Sequence[State],
-                   *, dropout: float = 0.0, training: bool = False) -> tuple[Tensor, list]:
-    """Run batch-first ``x`` through ``cells`` with ``kernel`` (from :func:`stack_kernel`);
-    returns the top outputs ``(B, T, H)`` and the final state of every layer."""
-    weights: list[Tensor] = []
+def kernel_weights(cells: Sequence[Cell]) -> tuple[list[Tensor], bool]:
+    """The cells' own Parameters in the kernels' flat order, and whether they have biases."""
     has_bias = cells[0].bias_ih is not None
     names = ("weight_ih", "weight_hh") + (("bias_ih", "bias_hh") if has_bias else ())
+    weights: list[Tensor] = []
     for c in cells:
         for name in names:
             w = getattr(c, name)
             assert isinstance(w, Tensor)  # a cell with a fused kernel holds PyTorch's layout
             weights.append(w)
+    return weights, has_bias
+
+
+def _stacked(state: Sequence[State]) -> tuple[Tensor, ...]:
+    """Per-layer states as the kernels take them: each field ``L x (B, H) -> (L, B, H)``."""
+    return tuple(torch.stack([s[f] for s in state]) for f in range(len(state[0])))
+
+
+def _unstacked(cells: Sequence[Cell], last: Sequence[Tensor]) -> list:
+    return [c.State(*(t[i] for t in last)) for i, c in enumerate(cells)]
+
+
+def fused_sequence(kernel: Callable, cells: Sequence[Cell], x: Tensor, state: Sequence[State],
+                   *, dropout: float = 0.0, training: bool = False) -> tuple[Tensor, list]:
+    """Run batch-first ``x`` through ``cells`` with ``kernel`` (from :func:`stack_kernel`);
+    returns the top outputs ``(B, T, H)`` and the final state of every layer."""
+    weights, has_bias = kernel_weights(cells)
     args = (weights, has_bias, len(cells), dropout, training, False, True)  # batch-first
-    fields = len(state[0])  # (h,) or (h, c): each field L x (B, H) -> (L, B, H)
-    start = tuple(torch.stack([s[f] for s in state]) for f in range(fields))
-    y, *last = kernel(x, start if fields > 1 else start[0], *args)
-    return y, [c.State(*(t[i] for t in last)) for i, c in enumerate(cells)]
+    start = _stacked(state)
+    y, *last = kernel(x, start if len(start) > 1 else start[0], *args)
+    return y, _unstacked(cells, last)
+
+
+def fused_prefix_states(kernel: Callable, cells: Sequence[Cell], x: Tensor, lengths: Tensor,
+                        *, training: bool = False) -> list:
+    """Every layer's state after the prefix ``x[i, :lengths_i]`` of each sequence, from the
+    initial state, in one kernel call on the packed prefixes (a packed sequence's final state
+    is its state at its own length)."""
+    packed = pack_padded_sequence(x[:, :int(lengths.max())], lengths.cpu(), batch_first=True,
+                                  enforce_sorted=False)
+    assert packed.sorted_indices is not None and packed.unsorted_indices is not None
+    weights, has_bias = kernel_weights(cells)
+    start = [c.initial_state(x.shape[0], device=x.device, dtype=x.dtype) for c in cells]
+    hx = tuple(t.index_select(1, packed.sorted_indices) for t in _stacked(start))
+    _, *last = kernel(packed.data, packed.batch_sizes, hx if len(hx) > 1 else hx[0], weights,
+                      has_bias, len(cells), 0.0, training, False)
+    return _unstacked(cells, [t.index_select(1, packed.unsorted_indices) for t in last])

@@ -24,12 +24,11 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.nn.utils.rnn import pack_padded_sequence
 
 from .._checks import check_int, check_positive, check_seed
 from .._deprecation import renamed_kwargs
 from ..cells.base import Cell, flatten_state
-from ..cells.fused import fused_sequence, stack_kernel
+from ..cells.fused import fused_prefix_states, fused_sequence, stack_kernel
 from ..plotting import new_axes
 from .eigen import generator
 from .local_maps import prepare
@@ -99,34 +98,6 @@ def model_kernel(model: Any) -> Callable | None:
     return stack_kernel(model.layers) if getattr(model, "fused", True) else None
 
 
-def _kernel_weights(cells: Sequence[Cell]) -> tuple[list[Tensor], bool]:
-    """The cells' Parameters in the fused kernels' flat order and whether they have biases."""
-    has_bias = cells[0].bias_ih is not None
-    names = ("weight_ih", "weight_hh") + (("bias_ih", "bias_hh") if has_bias else ())
-    return [getattr(c, name) for c in cells for name in names], has_bias
-
-
-def _packed_reachable(kernel: Callable, cells: Sequence[Cell], x: Tensor,
-                      cut: Tensor) -> list[tuple]:
-    """:func:`reachable_states` in one fused call on the packed prefixes (Note [fused VAA
-    runs]): the kernel's final state of a packed sequence is its state at its own length."""
-    n = x.shape[0]
-    packed = pack_padded_sequence(x[:, :int(cut.max())], cut.cpu(), batch_first=True,
-                                  enforce_sorted=False)
-    assert packed.sorted_indices is not None and packed.unsorted_indices is not None
-    weights, has_bias = _kernel_weights(cells)
-    start = [c.initial_state(n, device=x.device, dtype=x.dtype) for c in cells]
-    fields = len(start[0])  # (h,) or (h, c): each field L x (n, H) -> (L, n, H), sorted order
-    hx = tuple(torch.stack([s[f] for s in start]).index_select(1, packed.sorted_indices)
-               for f in range(fields))
-    # train=True whenever a backward may follow (cuDNN refuses a backward in eval mode); no
-    # dropout either way
-    _, *last = kernel(packed.data, packed.batch_sizes, hx if fields > 1 else hx[0], weights,
-                      has_bias, len(cells), 0.0, torch.is_grad_enabled(), False)
-    last = [t.index_select(1, packed.unsorted_indices) for t in last]
-    return [c.State(*(t[i] for t in last)) for i, c in enumerate(cells)]
-
-
 def constant_input_run(cells: Sequence[Cell], kernel: Callable | None, u: Tensor,
                        states: Sequence[tuple], steps: int,
                        clock: Callable[[], None] | None = None) -> list[tuple]:
@@ -161,7 +132,10 @@ def reachable_states(model, x: Tensor, cut: Tensor) -> list[tuple]:
     fused kernel when the stack has one (Note [fused VAA runs])."""
     kernel = model_kernel(model)
     if kernel is not None:
-        return _packed_reachable(kernel, model.layers, x, cut)
+        # train=True whenever a backward may follow (cuDNN refuses a backward in eval mode); no
+        # dropout either way
+        return fused_prefix_states(kernel, model.layers, x, cut,
+                                   training=torch.is_grad_enabled())
     n = x.shape[0]
     states = model.initial_state(n, device=x.device, dtype=x.dtype)
     seen = []
