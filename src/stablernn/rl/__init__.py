@@ -17,7 +17,7 @@ _WHERE = {"ENVS": "envs", "AGENT_PARAMS": "envs", "EnvEntry": "envs", "env_entry
           "is_env": "envs", "make_env": "envs", "TMaze": "tmaze", "Episode": "buffer",
           "EpisodeBatch": "buffer", "EpisodeBuffer": "buffer", "DRQN": "drqn",
           "agent_input": "drqn", "build_q_network": "drqn", "rl_config": "loop",
-          "train_env": "loop"}
+          "prepare_env": "loop"}
 
 __all__ = sorted(_WHERE)
 

@@ -16,9 +16,9 @@ any moment and started again ends with the same metrics as an uninterrupted one.
 from __future__ import annotations
 
 import math
-import shutil
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,6 @@ from .._io import atomic_save, json_safe
 from .._transaction import transaction
 from ..experiments.rundir import (
     CHECKPOINT,
-    CONFIG,
     MODEL,
     PRETRAINED,
     PREVIOUS,
@@ -37,14 +36,12 @@ from ..experiments.rundir import (
     DamagedFileWarning,
     RunDir,
     damaged,
-    read_summary,
 )
 from ..registry import registries
 from ..stack import DeepRNN
 from ..tasks.base import seeded_generator
 from ..train.config import Config, apply_overrides, config_hash
 from ..train.loop import (
-    _first_missing,
     build_model,
     check_pretrain,
     lr_lambda,
@@ -52,12 +49,13 @@ from ..train.loop import (
     prepare_model,
     show_progress,
     tensorboard_writer,
+    write_metrics,
 )
 from .buffer import EpisodeBuffer
 from .drqn import DRQN, episode_seed, input_size
 from .envs import ENVS, env_entry
 
-__all__ = ["EnvSpec", "RLTrainer", "env_model_and_inputs", "rl_config", "train_env"]
+__all__ = ["EnvSpec", "RLTrainer", "env_model_and_inputs", "prepare_env", "rl_config"]
 
 FILL, PLAY, SAMPLE = 1, 2, 3  # seed streams: random-policy fill, training episodes, batches
 VAA_SEQUENCES = 32  # histories the VAA measures run on (the paper's n)
@@ -137,32 +135,17 @@ def env_model_and_inputs(cfg: Config, n: int = 16) -> tuple[DeepRNN, torch.Tenso
     return model, buffer.histories(n, env.horizon)
 
 
-def train_env(cfg: Config, path: Path, device: torch.device) -> dict:
-    """Run (or resume) the RL experiment ``cfg`` (validated) in run directory ``path``; its
-    summary. Called by :func:`stablernn.train.train` for environment tasks; the network, its
-    initialisation and the pre-training options are checked before the directory is created."""
+def prepare_env(cfg: Config, device: torch.device) -> Callable[[RunDir], RLTrainer]:
+    """Build and check the agent's network of ``cfg`` (validated): its initialisation and
+    pre-training options are refused here, before :func:`stablernn.train.train` creates the
+    run directory; returns what makes the run's :class:`RLTrainer` in it."""
     entry = env_entry(cfg.task.name)
     env_params, agent_params = entry.resolve(cfg.task.params)
     env = entry.make(**env_params)
     model, reports = prepare_model(cfg, EnvSpec(env), device)
     check_pretrain(cfg, model)
-    created = _first_missing(path)
-    try:
-        with RunDir(path) as run:
-            finished = read_summary(path)
-            if finished is not None:
-                return finished
-            run.write_json(CONFIG, {**cfg.to_dict(), "hash": config_hash(cfg)})
-            trainer = RLTrainer(cfg, run, env, model, reports, device, agent_params)
-            try:
-                return trainer.fit()
-            finally:
-                trainer.close()
-    except (ValueError, TypeError):
-        if created is not None and not any(
-                (path / name).exists() for name in (CHECKPOINT, PREVIOUS, PRETRAINED)):
-            shutil.rmtree(created, ignore_errors=True)
-        raise
+    return lambda run: RLTrainer(cfg, run, env, model, reports, device, env_params,
+                                 agent_params)
 
 
 class RLTrainer:
@@ -174,12 +157,12 @@ class RLTrainer:
     """
 
     def __init__(self, cfg: Config, run: RunDir, env: Any, model: DeepRNN, reports: dict,
-                 device: torch.device, agent: dict[str, Any]) -> None:
+                 device: torch.device, env_params: dict[str, Any],
+                 agent: dict[str, Any]) -> None:
         self.cfg, self.run, self.env, self.model, self.device = cfg, run, env, model, device
-        self.params = agent
-        entry = ENVS[cfg.task.name]
-        env_params, _ = entry.resolve(cfg.task.params)
-        self.eval_env = entry.make(**{**env_params, "stochasticity": 0.0})  # optimality test
+        self.env_params, self.params = env_params, agent
+        # the optimality test runs on a noiseless copy of the maze
+        self.eval_env = ENVS[cfg.task.name].make(**{**env_params, "stochasticity": 0.0})
         self.reports = dict(reports)
         self.step, self.elapsed, self.streak = 0, 0.0, 0
         self.first_solved: int | None = None  # the episode of the first solving evaluation
@@ -256,7 +239,6 @@ class RLTrainer:
                          progress=show_progress(self.cfg))
             self.reports["pretrain"] = report.to_dict() if hasattr(report, "to_dict") else report
             measures["pretrained"] = self._vaa()
-            self.reports["vaa"] = measures
             self.run.save_pretrained({"model": self.model.state_dict(),
                                       "report": self.reports["pretrain"], "vaa": measures,
                                       "rng": torch.get_rng_state()})
@@ -295,13 +277,7 @@ class RLTrainer:
         return True
 
     def _flush(self) -> None:
-        self.run.append_metrics(self.pending)
-        if self.writer is not None:
-            for row in self.pending:
-                for key, value in row.items():
-                    if key != "step" and value is not None:
-                        self.writer.add_scalar(key, value, row["step"])
-            self.writer.flush()
+        write_metrics(self.run, self.writer, self.pending)
         self.pending = []
 
     # the loop ---------------------------------------------------------------------------
@@ -387,7 +363,6 @@ class RLTrainer:
         last = self.last_eval or self.agent.evaluate(self.eval_env)
         regret = self.env.optimal_return - last["mean_return"]
         split = {"metric": self.metric(), "loss": regret, "return": last["mean_return"]}
-        env_params, _ = ENVS[self.cfg.task.name].resolve(self.cfg.task.params)
         summary = {
             "status": status, "step": self.step, "steps": self.cfg.run.steps,
             "best_step": self.first_solved if self.first_solved is not None else self.step,
@@ -397,7 +372,7 @@ class RLTrainer:
             "chance_loss": self.env.optimal_return - self.random_return,
             "episodes_to_solve": self.metric(), "solved": self.first_solved is not None,
             "valid": split, "test": dict(split),
-            "env": {**env_params, "horizon": self.env.horizon, "gamma": self.env.gamma,
+            "env": {**self.env_params, "horizon": self.env.horizon, "gamma": self.env.gamma,
                     "optimal_return": self.env.optimal_return,
                     "random_return": self.random_return},
             "agent": self.params, **self.reports, "vaa": measures,

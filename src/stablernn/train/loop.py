@@ -98,6 +98,17 @@ def check_pretrain(cfg: Config, model: nn.Module) -> None:
         raise ConfigError(f"pretrain {cfg.pretrain.method!r}: {err}") from None
 
 
+def write_metrics(run: RunDir, writer: Any, rows: list[dict]) -> None:
+    """Append metric ``rows`` to the run's metrics.jsonl, and to TensorBoard when ``writer``."""
+    run.append_metrics(rows)
+    if writer is not None:
+        for row in rows:
+            for key, value in row.items():
+                if key != "step" and value is not None:  # None: a NaN stability record
+                    writer.add_scalar(key, value, row["step"])
+        writer.flush()
+
+
 def make_optimizer(cfg: Config, model: nn.Module) -> torch.optim.Optimizer:
     """``optim.name`` at ``optim.lr`` over ``model``'s parameter groups (spectral reflectors
     and sigma at ``optim.spectral_lr`` and without weight decay, docs/spectral.md)."""
@@ -247,13 +258,7 @@ class Trainer:
     # checkpoints ------------------------------------------------------------------------
     def _flush(self) -> None:
         """Append pending metric rows to metrics.jsonl (and TensorBoard when enabled)."""
-        self.run.append_metrics(self.pending)
-        if self.writer is not None:
-            for row in self.pending:
-                for key, value in row.items():
-                    if key != "step" and value is not None:  # None: a NaN stability record
-                        self.writer.add_scalar(key, value, row["step"])
-            self.writer.flush()
+        write_metrics(self.run, self.writer, self.pending)
         self.pending = []
 
     def _checkpoint(self) -> None:
@@ -490,22 +495,18 @@ def train(cfg: Config, *, run_dir: str | Path | None = None) -> dict:
         return finished
     with torch_threads(cfg.run.threads):
         if cfg.task.name in registries().get("envs", {}):  # an environment: docs/rl.md
-            from ..rl.loop import train_env
+            from ..rl.loop import prepare_env
 
-            return train_env(cfg, path, device)
-        task = build_task(cfg)
-        model, reports = prepare_model(cfg, task, device)
-        check_pretrain(cfg, model)
-        check_floss(cfg, model)
-        created = _first_missing(path)
-        try:
-            return _run(cfg, path, task, model, reports, device)
-        except (ValueError, TypeError):
-            # a bad option only the method itself could see: leave no empty run behind
-            if created is not None and not any(
-                    (path / name).exists() for name in (CHECKPOINT, PREVIOUS, PRETRAINED)):
-                shutil.rmtree(created, ignore_errors=True)
-            raise
+            trainer: Callable[[RunDir], Any] = prepare_env(cfg, device)
+        else:
+            task = build_task(cfg)
+            model, reports = prepare_model(cfg, task, device)
+            check_pretrain(cfg, model)
+            check_floss(cfg, model)
+
+            def trainer(run: RunDir) -> Trainer:
+                return Trainer(cfg, run, task, model, reports, device)
+        return _run(cfg, path, trainer)
 
 
 def _first_missing(path: Path) -> Path | None:
@@ -514,15 +515,24 @@ def _first_missing(path: Path) -> Path | None:
     return missing[-1] if missing else None
 
 
-def _run(cfg: Config, path: Path, task, model: DeepRNN, reports: dict,
-         device: torch.device) -> dict:
-    with RunDir(path) as run:
-        finished = read_summary(path)
-        if finished is not None:
-            return finished
-        run.write_json(CONFIG, {**cfg.to_dict(), "hash": config_hash(cfg)})
-        trainer = Trainer(cfg, run, task, model, reports, device)
-        try:
-            return trainer.fit()
-        finally:
-            trainer.close()
+def _run(cfg: Config, path: Path, make_trainer: Callable[[RunDir], Any]) -> dict:
+    """Lock the run directory, record the config and fit the trainer ``make_trainer(run)``
+    (a :class:`Trainer`, or the RL loop's: anything with ``fit()`` and ``close()``)."""
+    created = _first_missing(path)
+    try:
+        with RunDir(path) as run:
+            finished = read_summary(path)
+            if finished is not None:
+                return finished
+            run.write_json(CONFIG, {**cfg.to_dict(), "hash": config_hash(cfg)})
+            trainer = make_trainer(run)
+            try:
+                return trainer.fit()
+            finally:
+                trainer.close()
+    except (ValueError, TypeError):
+        # a bad option only the method itself could see: leave no empty run behind
+        if created is not None and not any(
+                (path / name).exists() for name in (CHECKPOINT, PREVIOUS, PRETRAINED)):
+            shutil.rmtree(created, ignore_errors=True)
+        raise
