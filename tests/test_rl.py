@@ -217,8 +217,9 @@ def test_warmup_and_partial_warmup_record_vaa(tmp_path):
         summary = train(cfg)
         assert summary["status"] == "completed" and summary["step"] == 12
         assert summary["pretrain"]["steps"] == 3 and summary["pretrain"]["partial"] is partial
-        assert set(summary["vaa"]) == {"init", "pretrained", "final"}
-        assert all(1 / 16 <= v <= 1 for v in summary["vaa"].values())
+        for key in ("vaa", "vaa_horizon"):  # after vaa_steps and after 3L - 1 = 5 steps
+            assert set(summary[key]) == {"init", "pretrained", "final"}
+            assert all(1 / 16 <= v <= 1 for v in summary[key].values())
         assert summary["episodes_to_solve"] <= 13 and summary["chance"] == 13
 
 

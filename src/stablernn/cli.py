@@ -70,7 +70,8 @@ def cmd_rl(args: argparse.Namespace) -> int:
                     overrides=sets + (args.set or []))
     summary = train(cfg)
     print(json.dumps({k: summary.get(k) for k in ("status", "step", "metric",
-                                                   "episodes_to_solve", "solved", "vaa")}))
+                                                   "episodes_to_solve", "solved", "vaa",
+                                                   "vaa_horizon")}))
     return 0 if summary["status"] != "diverged" else 1
 
 

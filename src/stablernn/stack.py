@@ -132,7 +132,7 @@ class DeepRNN(nn.Module):
                 check_state(cell, s, x.shape[0], x, name=f"state[{i}]")
             # plain tuples too
             state = [cell.State(*s) for cell, s in zip(cells, state, strict=True)]
-        kernel = stack_kernel(self.layers) if self.fused else None
+        kernel = stack_kernel(self.layers, self.fused)
         if kernel is not None:
             h, states = fused_sequence(kernel, self.layers, x, state, dropout=self.dropout,
                                        training=self.training)

@@ -16,9 +16,12 @@ from torch.nn.utils.rnn import pack_padded_sequence
 from .base import Cell, State
 
 
-def stack_kernel(cells: Sequence[Cell]) -> Callable | None:
+def stack_kernel(cells: Sequence[Cell], fused: bool = True) -> Callable | None:
     """The kernel that runs ``cells`` as one multi-layer stack, or None when there is none:
-    every layer must share the kernel, the width and the presence of biases."""
+    every layer must share the kernel, the width and the presence of biases; None as well when
+    ``fused`` is False (a stack built with ``fused=False`` steps its cells in Python)."""
+    if not fused:
+        return None
     kernels = {c.fused_kernel() for c in cells}
     if None in kernels or len(kernels) != 1 or len({c.hidden_size for c in cells}) != 1:
         return None

@@ -59,6 +59,7 @@ __all__ = ["EnvSpec", "RLTrainer", "env_model_and_inputs", "prepare_env", "rl_co
 
 FILL, PLAY, SAMPLE = 1, 2, 3  # seed streams: random-policy fill, training episodes, batches
 VAA_SEQUENCES = 32  # histories the VAA measures run on (the paper's n)
+VAA_KEYS = ("vaa", "vaa_horizon")  # reports of the two VAA measures (see RLTrainer._vaa)
 
 
 class EnvSpec:
@@ -196,15 +197,27 @@ class RLTrainer:
             returns.append(episode.ret)
         return sum(returns) / len(returns)
 
-    def _vaa(self) -> float | None:
-        """VAA of the network on the first random-policy histories (None: ``vaa_steps=0``)."""
+    def _vaa(self) -> dict[str, float] | None:
+        """VAA of the network on the first random-policy histories after ``vaa_steps``
+        constant-input steps (the paper's attractor measure) and after ``horizon`` steps (the
+        memory an episode can use, Note [two VAA horizons] in docs/rl.md); None:
+        ``vaa_steps=0``."""
         from ..stability.vaa import vaa
 
         steps = self.params["vaa_steps"]
         if not steps:
             return None
-        probe = self.histories[:VAA_SEQUENCES]
-        return vaa(self.model, probe, time_steps=steps, seed=self.cfg.run.seed).vaa
+        probe, seed = self.histories[:VAA_SEQUENCES], self.cfg.run.seed
+        return {"vaa": vaa(self.model, probe, time_steps=steps, seed=seed).vaa,
+                "horizon": vaa(self.model, probe, time_steps=self.env.horizon, seed=seed).vaa}
+
+    def _record(self, when: str) -> None:
+        """Store the two VAA measures of the network as it is now under ``when``
+        (``init``, ``pretrained``, ``final``): ``reports["vaa"]`` and ``["vaa_horizon"]``."""
+        measured = self._vaa()
+        for key, name in (("vaa", "vaa"), ("vaa_horizon", "horizon")):
+            self.reports.setdefault(key, {})[when] = \
+                None if measured is None else measured[name]
 
     # start and checkpoints --------------------------------------------------------------
     def _start(self) -> None:
@@ -227,22 +240,23 @@ class RLTrainer:
                 try:
                     with transaction(self.model):
                         self.model.load_state_dict(stored["model"])
-                        report, measures = stored["report"], dict(stored["vaa"])
+                        report = stored["report"]
+                        measures = {key: dict(stored[key]) for key in VAA_KEYS}
                         torch.set_rng_state(stored["rng"])
-                    self.reports["pretrain"], self.reports["vaa"] = report, measures
+                    self.reports.update(pretrain=report, **measures)
                     return
                 except Exception as err:  # noqa: BLE001 - a file of another model: redo it
                     damaged(path, err, "pre-training again")
-        measures = {"init": self._vaa()}
+        self._record("init")
         if method != "none":
             report = registries()["pretrain"][method](self.model, self.histories, self.cfg.pretrain,
                          progress=show_progress(self.cfg))
             self.reports["pretrain"] = report.to_dict() if hasattr(report, "to_dict") else report
-            measures["pretrained"] = self._vaa()
+            self._record("pretrained")
             self.run.save_pretrained({"model": self.model.state_dict(),
-                                      "report": self.reports["pretrain"], "vaa": measures,
+                                      "report": self.reports["pretrain"],
+                                      **{key: self.reports[key] for key in VAA_KEYS},
                                       "rng": torch.get_rng_state()})
-        self.reports["vaa"] = measures
 
     def _checkpoint(self) -> None:
         self._flush()
@@ -359,7 +373,7 @@ class RLTrainer:
     def finish(self, status: str) -> dict:
         self._flush()
         self.close()
-        measures = {**self.reports.get("vaa", {}), "final": self._vaa()}
+        self._record("final")
         last = self.last_eval or self.agent.evaluate(self.eval_env)
         regret = self.env.optimal_return - last["mean_return"]
         split = {"metric": self.metric(), "loss": regret, "return": last["mean_return"]}
@@ -375,7 +389,7 @@ class RLTrainer:
             "env": {**self.env_params, "horizon": self.env.horizon, "gamma": self.env.gamma,
                     "optimal_return": self.env.optimal_return,
                     "random_return": self.random_return},
-            "agent": self.params, **self.reports, "vaa": measures,
+            "agent": self.params, **self.reports,
         }
         summary = json_safe(summary)
         atomic_save(self.model.state_dict(), self.run.file(MODEL))

@@ -95,7 +95,7 @@ CHUNK = 64  # constant-input steps per fused-kernel call (Note [fused VAA runs])
 def model_kernel(model: Any) -> Callable | None:
     """The fused kernel that runs every layer of ``model`` (a DeepRNN), or None: a layer
     without one, or a stack built with ``fused=False`` (Note [fused VAA runs])."""
-    return stack_kernel(model.layers) if getattr(model, "fused", True) else None
+    return stack_kernel(model.layers, getattr(model, "fused", True))
 
 
 def constant_input_run(cells: Sequence[Cell], kernel: Callable | None, u: Tensor,

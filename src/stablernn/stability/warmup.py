@@ -251,7 +251,7 @@ def _layer_final(cell: Cell, state: tuple, u: Tensor, S: int,
                  clock: Callable[[], None] = _no_clock, fused: bool = True) -> Tensor:
     """The warm part's flattened state ``(n, N)`` after ``S`` steps of the constant ``u``."""
     part, s = cell.warm_part(), cell.warm_state(state)
-    kernel = stack_kernel([part]) if fused else None
+    kernel = stack_kernel([part], fused)
     if kernel is not None:  # Note [fused VAA runs]; the clock is checked between chunks
         (s,) = constant_input_run([part], kernel, u, [s], S, clock)
         return flatten_state(s)
