@@ -22,7 +22,7 @@ ACC = {0.5: [0.9, 0.8, 0.7], 1.0: [0.85, 0.8, 0.6]}
 
 
 def make_run(root, overrides, *, metric=None, name="accuracy", higher=True, radii=None,
-             crash=False):
+             crash=False, extra=None):
     cfg = apply_overrides(Config(), ["task.name=copy", *overrides])
     path = root / config_hash(cfg)
     path.mkdir(parents=True)
@@ -35,6 +35,7 @@ def make_run(root, overrides, *, metric=None, name="accuracy", higher=True, radi
                "valid": {"metric": metric, "loss": 1 - metric}}
     if radii:
         summary["pretrain"] = {"after": radii, "seconds": 1.0}
+    summary.update(extra or {})
     (path / "summary.json").write_text(json.dumps(summary))
     rows = [{"step": s, "train_loss": 1 / s} for s in (1, 2, 3)] + \
         [{"step": 3, "valid_loss": 0.5, "valid_metric": metric}]
@@ -125,6 +126,21 @@ def test_markdown_table_names_the_metric_per_row_when_tasks_differ():
     assert "test metric (mean +- std)" in text
     assert "0.1000 +- - mse" in text and "0.9000 +- - accuracy" in text  # 1 seed: no std
     assert "test mse" in markdown_table(rows[:1])
+
+
+def test_vaa_column_averages_each_stage_over_the_runs_that_measured_it(tmp_path):
+    from stablernn.report import markdown_table
+
+    root = tmp_path / "runs"
+    for seed, (init, final) in enumerate([(0.25, 0.5), (0.75, None)]):
+        make_run(root, [f"run.seed={seed}"], metric=0.5, extra={
+            "vaa": {"init": init, "final": final}, "vaa_horizon": {"init": 1.0}})
+    (row,) = summary_table(group_runs(load_runs(root)))
+    assert row["vaa"] == {"init": 0.5, "final": 0.5, "init@horizon": 1.0}
+    text = markdown_table([row])
+    assert "VAA (mean per stage)" in text and "init=0.500 final=0.500 init@horizon=1.000" in text
+    no_vaa = {**row, "vaa": {}}
+    assert "VAA" not in markdown_table([no_vaa])
 
 
 def test_compare_pairs_on_every_key_the_selectors_do_not_name(tmp_path, capsys):

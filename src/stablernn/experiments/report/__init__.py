@@ -31,6 +31,7 @@ from .stats import (
     radii_after,
     settings_of,
     summary_table,
+    vaa_stages,
     varying_keys,
 )
 from .write import write_report
@@ -39,5 +40,5 @@ __all__ = ["NUMBER", "SEED", "SPLIT_FIELDS", "SUMMARY_FIELDS", "UNUSED_WHEN", "D
            "applies", "compare_win_rate", "curves_figure", "group_runs", "load_run", "load_runs",
            "markdown_table", "mean_std", "paired_win_rates", "parse_selector", "plot_curves",
            "plot_flow", "plot_stability", "radii_after", "run_status", "settings_of",
-           "stability_figure", "summary_table", "varying_keys", "win_rate_sentence",
+           "stability_figure", "summary_table", "vaa_stages", "varying_keys", "win_rate_sentence",
            "win_rate_table", "write_csv", "write_report"]

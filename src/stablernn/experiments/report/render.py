@@ -15,7 +15,8 @@ from .stats import as_text, flatten
 
 def markdown_table(rows: Iterable[dict], *, split: str = "test") -> str:
     """Render :func:`summary_table` rows as a Markdown table (a radii column when any row
-    has radii after pre-training); a std over fewer than two seeds prints as ``-``.
+    has radii after pre-training, a VAA column when any has VAA measures); a std over
+    fewer than two seeds prints as ``-``.
 
     Example:
         >>> row = {"setting": "a", "metric": "mse", "mean": 0.5, "std": 0.0, "loss_mean": 0.5,
@@ -27,10 +28,12 @@ def markdown_table(rows: Iterable[dict], *, split: str = "test") -> str:
     metrics = {r["metric"] for r in rows}
     # rows of different tasks can carry different metrics: then name it in each row
     metric = metrics.pop() if len(metrics) == 1 else "metric"
-    radii = any(r.get("radii") for r in rows)
+    extras = [(key, title) for key, title in (("radii", "radii after pre-training"),
+                                              ("vaa", "VAA (mean per stage)"))
+              if any(r.get(key) for r in rows)]
     head = (f"| setting | {split} {metric} (mean +- std) | {split} loss | chance {metric} "
             f"| seeds | diverged | crashed | damaged |"
-            + (" radii after pre-training |" if radii else ""))
+            + "".join(f" {title} |" for _, title in extras))
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
         named = "" if metric != "metric" else f" {r['metric']}"
@@ -39,8 +42,8 @@ def markdown_table(rows: Iterable[dict], *, split: str = "test") -> str:
                 f"{_pm(r['loss_mean'], r['loss_std'], seeds)} | {_num(r['chance'])} | "
                 f"{seeds} | {r.get('diverged', 0)} | {r.get('crashed', 0)} | "
                 f"{r.get('damaged', 0)} |")
-        if radii:
-            line += " " + " ".join(f"{k}={v:.3f}" for k, v in r.get("radii", {}).items()) + " |"
+        for key, _ in extras:
+            line += " " + " ".join(f"{k}={v:.3f}" for k, v in r.get(key, {}).items()) + " |"
         lines.append(line)
     return "\n".join(lines)
 

@@ -159,9 +159,29 @@ def radii_after(summaries: Iterable[dict]) -> dict[str, float]:
     return {kind: statistics.fmean(v) for kind, v in sorted(per_kind.items())}
 
 
+def vaa_stages(summaries: Iterable[dict]) -> dict[str, float]:
+    """Mean VAA per stage over runs that measured it (RL runs: ``summary["vaa"]`` after 10000
+    constant-input steps, ``summary["vaa_horizon"]`` after the episode's horizon, keys
+    ``init`` / ``pretrained`` / ``final``); the horizon ones as ``"<stage>@horizon"``.
+
+    Example:
+        >>> vaa_stages([{"vaa": {"init": 0.25, "final": None}}, {"vaa": {"init": 0.75}}])
+        {'init': 0.5}
+    """
+    per_stage: dict[str, list[float]] = defaultdict(list)
+    for s in summaries:
+        for key, suffix in (("vaa", ""), ("vaa_horizon", "@horizon")):
+            measured = s.get(key)
+            for stage, value in (measured.items() if isinstance(measured, dict) else ()):
+                if is_a(value, NUMBER):
+                    per_stage[f"{stage}{suffix}"].append(float(value))
+    return {stage: statistics.fmean(v) for stage, v in per_stage.items()}
+
+
 def summary_table(groups: dict[str, list[dict]], *, split: str = "test") -> list[dict]:
     """One row per group of runs: metric mean/std over finished seeds, chance, radii after
-    pre-training, and counts of seeds, diverged, crashed (or unfinished) and damaged runs.
+    pre-training, mean VAA per stage (:func:`vaa_stages`), and counts of seeds, diverged,
+    crashed (or unfinished) and damaged runs.
 
     A damaged run (:func:`run_status`) whose summary is readable is averaged and counted as
     damaged; one whose summary is not counts only as damaged."""
@@ -177,7 +197,7 @@ def summary_table(groups: dict[str, list[dict]], *, split: str = "test") -> list
                      "diverged": sum(x["status"] == "diverged" for x in s),
                      "crashed": sum(not r.get("summary") and run_status(r) != "damaged"
                                     for r in runs),
-                     "damaged": damaged, "radii": radii_after(s)})
+                     "damaged": damaged, "radii": radii_after(s), "vaa": vaa_stages(s)})
     return rows
 
 
