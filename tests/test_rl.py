@@ -253,7 +253,7 @@ def test_resume_after_kill_gives_identical_results(tmp_path, monkeypatch):
 
 def test_cli_rl_is_train_and_report_reads_it(tmp_path, capsys):
     args = ["rl", "--length", "2", "--episodes", "4", "--eval-every", "2", "--hidden", "4",
-            "--root", str(tmp_path), "--set", "task.params.vaa_steps=0",
+            "--root", str(tmp_path), "--set", "task.params.vaa_steps=20",
             "--set", "task.params.buffer_capacity=50", "--set", "run.progress=false"]
     assert main(args) == 0
     out = json.loads(capsys.readouterr().out)
@@ -267,8 +267,14 @@ def test_cli_rl_is_train_and_report_reads_it(tmp_path, capsys):
     assert main(["list", "envs"]) == 0 and "tmaze" in capsys.readouterr().out
     from stablernn.experiments.report import write_report
 
-    text = write_report(tmp_path).read_text()
+    report = write_report(tmp_path)
+    text = report.read_text()
     assert "episodes_to_solve" in text and "gradient flow" in text
+    summary = json.loads((run / "summary.json").read_text())
+    stages = " ".join(f"{k}={v:.3f}" for k, v in (
+        *summary["vaa"].items(), *((f"{k}@horizon", v) for k, v in summary["vaa_horizon"].items())))
+    assert f"| {stages} |" in text  # the VAA column: init and final, both horizons
+    assert (report.parent / "curves_tmaze_valid_return.png").stat().st_size > 0
 
 
 # ----- bad inputs -----------------------------------------------------------------------------

@@ -202,15 +202,17 @@ def _slug(text: str) -> str:
 
 
 def plot_all(runs: list[dict], out: Path, flow: bool) -> tuple[list, list]:
-    """Curves per task (one axes per cell) and, with ``flow``, a gradient-flow heat-map per
-    setting; a plot that fails becomes a note (a plot must not sink the report)."""
+    """Curves per task (one axes per cell; RL runs also their greedy return) and, with
+    ``flow``, a gradient-flow heat-map per setting; a plot that fails becomes a note (a plot must not sink the report)."""
     images: list[tuple[str, str]] = []  # (caption, file name)
     notes: list[str] = []
     tasks: dict[str, list[dict]] = defaultdict(list)
     for run in finished_runs(runs):
         tasks[settings_of(run)["task.name"]].append(run)
     for task, task_runs in sorted(tasks.items()):
-        for key in ("train_loss", "valid_metric"):
+        logged = {k for run in task_runs for row in run["metrics"] for k in row}
+        extra = ["valid_return"] if "valid_return" in logged else []  # RL: the greedy return
+        for key in ["train_loss", "valid_metric", *extra]:
             name = f"curves_{_slug(task)}_{key}.png"
             if _try(notes, f"{task} {key} curves", plot_curves, task_runs, out / name, key=key):
                 images.append((f"{task}: {key.replace('_', ' ')}", name))
