@@ -203,7 +203,8 @@ def _slug(text: str) -> str:
 
 def plot_all(runs: list[dict], out: Path, flow: bool) -> tuple[list, list]:
     """Curves per task (one axes per cell; RL runs also their greedy return) and, with
-    ``flow``, a gradient-flow heat-map per setting; a plot that fails becomes a note (a plot must not sink the report)."""
+    ``flow``, a gradient-flow heat-map per setting; a plot that fails becomes a note (a plot
+    must not sink the report)."""
     images: list[tuple[str, str]] = []  # (caption, file name)
     notes: list[str] = []
     tasks: dict[str, list[dict]] = defaultdict(list)
