@@ -7,7 +7,7 @@ from torch import nn
 
 from stablernn.cells.base import flatten_state
 from stablernn import double_stack
-from stablernn.cells.double import DoubleCell, make_double
+from stablernn.cells.double import DoubleCell, DoubleState, make_double
 from stablernn.stability.vaa import vaa
 from stablernn.stability.warmup import (
     WarmupOptions,
@@ -168,6 +168,39 @@ def test_double_cell_matches_its_halves():
         DoubleCell(3, 1)
     model = DeepRNN.build("double", 3, 8, 2, half="brc", readout=2)  # the config route
     assert model(x)[0].shape == (4, 7, 2)
+
+
+@pytest.mark.parametrize("half", ["gru", "lstm", "rnn"])
+@pytest.mark.parametrize("width", [8, 7])
+def test_double_stack_runs_as_one_fused_layer_with_the_halves_values_and_gradients(half, width):
+    """Note [fused double]: a stack of double layers is one kernel call on composed weights;
+    outputs, final states and gradients equal the halves stepped one time step at a time."""
+    from stablernn.cells.fused import stack_kernel
+
+    torch.manual_seed(0)
+    model = double_stack(half, 3, width, 2).double()
+    assert stack_kernel(model.layers) is not None
+    x = torch.randn(5, 9, 3, dtype=torch.float64)
+    y, last = model(x)
+    state, ys = model.initial_state(5, dtype=torch.float64), []
+    for t in range(x.shape[1]):  # reference: each half's own step, per layer
+        out = x[:, t]
+        for i, cell in enumerate(model.layers):
+            s1, s2 = cell.halves(state[i])
+            (y1, s1), (y2, s2) = cell.first(out, s1), cell.second(out, s2)
+            state[i] = DoubleState(flatten_state(s1), flatten_state(s2))
+            out = torch.cat([y1, y2], -1)
+        ys.append(out)
+    ref = torch.stack(ys, 1)
+    torch.testing.assert_close(y, ref)
+    for got, want in zip(last, state, strict=True):
+        torch.testing.assert_close(got.first, want.first)
+        torch.testing.assert_close(got.second, want.second)
+    grads = [torch.autograd.grad(out.square().sum(), list(model.parameters()))
+             for out in (y, ref)]
+    for a, b in zip(*grads, strict=True):
+        torch.testing.assert_close(a, b)
+    assert stack_kernel(double_stack("brc", 3, 8, 2).layers) is None  # no kernel: step path
 
 
 def test_pretrain_registry_runs_warmup(tmp_path):

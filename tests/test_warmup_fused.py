@@ -79,8 +79,8 @@ def test_vaa_star_and_its_gradient_are_the_same_fused_or_stepped(cell, S):
 
 
 def test_partial_warmup_constant_run_is_fused_and_exact():
-    """Double layers: the reachable states step (no stack kernel), the warm half's
-    constant-input run goes through its own fused kernel; same numbers either way."""
+    """Double layers: the reachable states through the composed kernel (Note [fused double]),
+    the warm half's constant-input run through its own; same numbers as stepping."""
     fused, stepped = _twins(lambda f: double_stack("lstm", 2, 8, 2, fused=f))
     x = torch.randn(8, 6, 2, dtype=torch.float64)
     for model in (fused, stepped):

@@ -13,7 +13,7 @@ it back, using the cell's ``state_sizes``.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, ClassVar, TypeAlias, TypeVar
 
 import torch
@@ -225,6 +225,24 @@ class Cell(nn.Module):
         PyTorch's layout and a state of ``h`` (and ``c``), like the ``torch_module`` it mirrors.
         """
         return None
+
+    def fused_bias(self) -> bool:
+        """Whether :meth:`fused_weights` has the two bias vectors (a cell with a kernel)."""
+        return getattr(self, "bias_ih", None) is not None
+
+    def fused_weights(self) -> list[Tensor]:
+        """The layer's weights as the kernel takes them: ``weight_ih``, ``weight_hh`` (and
+        ``bias_ih``, ``bias_hh``) in PyTorch's layout; a cell with a kernel only."""
+        names = ("weight_ih", "weight_hh") + (("bias_ih", "bias_hh") if self.fused_bias() else ())
+        return [getattr(self, name) for name in names]
+
+    def fused_state(self, state: tuple) -> tuple[Tensor, ...]:
+        """``state`` as the kernel's fields (``(h,)`` or ``(h, c)``)."""
+        return tuple(state)
+
+    def from_fused_state(self, fields: Sequence[Tensor]) -> tuple:
+        """Inverse of :meth:`fused_state`."""
+        return self.State(*fields)
 
     def _keeps_recur(self, cls: type[Cell]) -> bool:
         """True when this cell computes ``cls``'s step: a subclass that changes ``recur``

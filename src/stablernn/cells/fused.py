@@ -25,29 +25,24 @@ def stack_kernel(cells: Sequence[Cell], fused: bool = True) -> Callable | None:
     kernels = {c.fused_kernel() for c in cells}
     if None in kernels or len(kernels) != 1 or len({c.hidden_size for c in cells}) != 1:
         return None
-    return kernels.pop() if len({c.bias_ih is None for c in cells}) == 1 else None
+    return kernels.pop() if len({c.fused_bias() for c in cells}) == 1 else None
 
 
 def kernel_weights(cells: Sequence[Cell]) -> tuple[list[Tensor], bool]:
-    """The cells' own Parameters in the kernels' flat order, and whether they have biases."""
-    has_bias = cells[0].bias_ih is not None
-    names = ("weight_ih", "weight_hh") + (("bias_ih", "bias_hh") if has_bias else ())
-    weights: list[Tensor] = []
-    for c in cells:
-        for name in names:
-            w = getattr(c, name)
-            assert isinstance(w, Tensor)  # a cell with a fused kernel holds PyTorch's layout
-            weights.append(w)
-    return weights, has_bias
+    """The cells' weights in the kernels' flat order (:meth:`~Cell.fused_weights`: their own
+    Parameters, or built from them), and whether they have biases."""
+    weights = [w for c in cells for w in c.fused_weights()]
+    return weights, cells[0].fused_bias()
 
 
-def _stacked(state: Sequence[State]) -> tuple[Tensor, ...]:
+def _stacked(cells: Sequence[Cell], state: Sequence[State]) -> tuple[Tensor, ...]:
     """Per-layer states as the kernels take them: each field ``L x (B, H) -> (L, B, H)``."""
-    return tuple(torch.stack([s[f] for s in state]) for f in range(len(state[0])))
+    fields = [c.fused_state(s) for c, s in zip(cells, state, strict=True)]
+    return tuple(torch.stack([f[k] for f in fields]) for k in range(len(fields[0])))
 
 
 def _unstacked(cells: Sequence[Cell], last: Sequence[Tensor]) -> list:
-    return [c.State(*(t[i] for t in last)) for i, c in enumerate(cells)]
+    return [c.from_fused_state([t[i] for t in last]) for i, c in enumerate(cells)]
 
 
 def fused_sequence(kernel: Callable, cells: Sequence[Cell], x: Tensor, state: Sequence[State],
@@ -56,7 +51,7 @@ def fused_sequence(kernel: Callable, cells: Sequence[Cell], x: Tensor, state: Se
     returns the top outputs ``(B, T, H)`` and the final state of every layer."""
     weights, has_bias = kernel_weights(cells)
     args = (weights, has_bias, len(cells), dropout, training, False, True)  # batch-first
-    start = _stacked(state)
+    start = _stacked(cells, state)
     y, *last = kernel(x, start if len(start) > 1 else start[0], *args)
     return y, _unstacked(cells, last)
 
@@ -71,7 +66,7 @@ def fused_prefix_states(kernel: Callable, cells: Sequence[Cell], x: Tensor, leng
     assert packed.sorted_indices is not None and packed.unsorted_indices is not None
     weights, has_bias = kernel_weights(cells)
     start = [c.initial_state(x.shape[0], device=x.device, dtype=x.dtype) for c in cells]
-    hx = tuple(t.index_select(1, packed.sorted_indices) for t in _stacked(start))
+    hx = tuple(t.index_select(1, packed.sorted_indices) for t in _stacked(cells, start))
     _, *last = kernel(packed.data, packed.batch_sizes, hx if len(hx) > 1 else hx[0], weights,
                       has_bias, len(cells), 0.0, training, False)
     return _unstacked(cells, [t.index_select(1, packed.unsorted_indices) for t in last])
