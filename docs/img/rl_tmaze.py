@@ -52,8 +52,9 @@ def draw(data: dict, path: Path) -> None:
                 ys = [s["episodes_to_solve"] for s in runs]
                 x = c + (m - 1) * 0.25
                 if ys:
+                    first = method not in ax.get_legend_handles_labels()[1]
                     ax.bar(x, statistics.fmean(ys), 0.22, color=style["color"], alpha=0.35,
-                           label=method if c == 0 else None)
+                           label=method if first else None)
                     ax.scatter([x] * len(ys), ys, s=10, color=style["color"], zorder=3)
         budget = max((s["chance"] for by in data[length].values() for s in by), default=None)
         if budget is not None:
