@@ -198,26 +198,25 @@ class RLTrainer:
         return sum(returns) / len(returns)
 
     def _vaa(self) -> dict[str, float] | None:
-        """VAA of the network on the first random-policy histories after ``vaa_steps``
-        constant-input steps (the paper's attractor measure) and after ``horizon`` steps (the
-        memory an episode can use, Note [two VAA horizons] in docs/rl.md); None:
-        ``vaa_steps=0``."""
+        """VAA of the network on the first random-policy histories, keyed by
+        :data:`VAA_KEYS`: after ``vaa_steps`` constant-input steps (the paper's attractor
+        measure) and after ``horizon`` steps (the memory an episode can use, Note [two VAA
+        horizons] in docs/rl.md); None: ``vaa_steps=0``."""
         from ..stability.vaa import vaa
 
         steps = self.params["vaa_steps"]
         if not steps:
             return None
         probe, seed = self.histories[:VAA_SEQUENCES], self.cfg.run.seed
-        return {"vaa": vaa(self.model, probe, time_steps=steps, seed=seed).vaa,
-                "horizon": vaa(self.model, probe, time_steps=self.env.horizon, seed=seed).vaa}
+        return {key: vaa(self.model, probe, time_steps=n, seed=seed).vaa
+                for key, n in zip(VAA_KEYS, (steps, self.env.horizon), strict=True)}
 
     def _record(self, when: str) -> None:
         """Store the two VAA measures of the network as it is now under ``when``
         (``init``, ``pretrained``, ``final``): ``reports["vaa"]`` and ``["vaa_horizon"]``."""
         measured = self._vaa()
-        for key, name in (("vaa", "vaa"), ("vaa_horizon", "horizon")):
-            self.reports.setdefault(key, {})[when] = \
-                None if measured is None else measured[name]
+        for key in VAA_KEYS:
+            self.reports.setdefault(key, {})[when] = None if measured is None else measured[key]
 
     # start and checkpoints --------------------------------------------------------------
     def _start(self) -> None:
