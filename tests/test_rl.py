@@ -271,9 +271,10 @@ def test_cli_rl_is_train_and_report_reads_it(tmp_path, capsys):
     text = report.read_text()
     assert "episodes_to_solve" in text and "gradient flow" in text
     summary = json.loads((run / "summary.json").read_text())
-    stages = " ".join(f"{k}={v:.3f}" for k, v in (
-        *summary["vaa"].items(), *((f"{k}@horizon", v) for k, v in summary["vaa_horizon"].items())))
-    assert f"| {stages} |" in text  # the VAA column: init and final, both horizons
+    stages = " ".join(f"{stage}{suffix}={summary[key][stage]:.3f}"
+                      for key, suffix in (("vaa", ""), ("vaa_horizon", "@horizon"))
+                      for stage in ("init", "final"))
+    assert f"| {stages} |" in text  # the VAA column: init and final in time order, both horizons
     assert (report.parent / "curves_tmaze_valid_return.png").stat().st_size > 0
 
 

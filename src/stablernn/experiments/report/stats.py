@@ -159,14 +159,20 @@ def radii_after(summaries: Iterable[dict]) -> dict[str, float]:
     return {kind: statistics.fmean(v) for kind, v in sorted(per_kind.items())}
 
 
+VAA_STAGES = {"init": 0, "pretrained": 1, "final": 2}  # the order runs measure VAA in
+
+
 def vaa_stages(summaries: Iterable[dict]) -> dict[str, float]:
     """Mean VAA per stage over runs that measured it (RL runs: ``summary["vaa"]`` after 10000
     constant-input steps, ``summary["vaa_horizon"]`` after the episode's horizon, keys
-    ``init`` / ``pretrained`` / ``final``); the horizon ones as ``"<stage>@horizon"``.
+    ``init`` / ``pretrained`` / ``final``); the horizon ones as ``"<stage>@horizon"``. Stages
+    come in time order (summaries store their keys sorted).
 
     Example:
         >>> vaa_stages([{"vaa": {"init": 0.25, "final": None}}, {"vaa": {"init": 0.75}}])
         {'init': 0.5}
+        >>> list(vaa_stages([{"vaa": {"final": 1.0, "init": 0.5}}]))
+        ['init', 'final']
     """
     per_stage: dict[str, list[float]] = defaultdict(list)
     for s in summaries:
@@ -175,7 +181,12 @@ def vaa_stages(summaries: Iterable[dict]) -> dict[str, float]:
             for stage, value in (measured.items() if isinstance(measured, dict) else ()):
                 if is_a(value, NUMBER):
                     per_stage[f"{stage}{suffix}"].append(float(value))
-    return {stage: statistics.fmean(v) for stage, v in per_stage.items()}
+
+    def when(name: str) -> tuple:
+        stage, _, horizon = name.partition("@")
+        return bool(horizon), VAA_STAGES.get(stage, len(VAA_STAGES)), name
+
+    return {stage: statistics.fmean(per_stage[stage]) for stage in sorted(per_stage, key=when)}
 
 
 def summary_table(groups: dict[str, list[dict]], *, split: str = "test") -> list[dict]:
