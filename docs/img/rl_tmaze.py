@@ -1,8 +1,11 @@
 """Draw docs/img/rl_tmaze.png from the runs of benchmarks/reproduce/rl_tmaze.toml: episodes to
 solve the T-maze per cell and method (one dot per seed, the mean as a bar), one panel per
-corridor length, and the agents' VAA before pre-training, after it and at the end.
+corridor length, and the agents' VAA before pre-training, after it and at the end. With
+``--table`` it prints instead the tables docs/RESULTS.md quotes: per length, episodes to solve
+(mean +- std, per seed, solved count), VAA per stage, and paired wins against the cold agent.
 
     python docs/img/rl_tmaze.py [--root runs/reproduce/rl_tmaze] [--out docs/img/rl_tmaze.png]
+    python docs/img/rl_tmaze.py --table
 """
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ from stablernn.plotting import line_style, new_figure
 
 METHODS = ("cold", "warm-up", "partial")
 STAGES = ("init", "pretrained", "final")
+CELLS = {"gru": "GRU", "brc": "BRC", "nbrc": "nBRC", "lstm": "LSTM"}  # table order and names
 
 
 def method_of(flat: dict) -> tuple[str, str]:
@@ -31,8 +35,58 @@ def collect(root: Path) -> dict:
     for run in load_runs(root):
         if run.get("summary"):
             flat = settings_of(run)
-            out[flat["task.params.length"]][method_of(flat)].append(run["summary"])
+            summary = dict(run["summary"], seed=flat["run.seed"])
+            out[flat["task.params.length"]][method_of(flat)].append(summary)
     return out
+
+
+def _vaa(runs: list[dict], stage: str) -> str:
+    """Mean VAA over runs at a stage, "10000 steps / horizon" (docs/rl.md)."""
+    parts = []
+    for key in ("vaa", "vaa_horizon"):
+        values = [_stage(s[key], stage) for s in runs if isinstance(s.get(key), dict)]
+        values = [v for v in values if v is not None]
+        parts.append(f"{statistics.fmean(values):.2f}" if values else "?")
+    return " / ".join(parts)
+
+
+def table(data: dict) -> str:
+    """Markdown tables of episodes to solve, VAA and paired wins, one block per length."""
+    lines = []
+    for length in sorted(data):
+        by = data[length]
+        lines += [f"L = {length}", "",
+                  "| agent | episodes to solve | per seed | solved | VAA at init | after warm-up "
+                  "| at the end |", "|---|---|---|---|---|---|---|"]
+        pairs = []
+        order = list(CELLS)
+        for cell in sorted({c for c, _ in by},
+                           key=lambda c: order.index(c) if c in order else len(order)):
+            name = CELLS.get(cell, cell)
+            for method in METHODS:
+                runs = sorted(by.get((cell, method), []), key=lambda s: s["seed"])
+                if not runs:
+                    continue
+                ys = [s["episodes_to_solve"] for s in runs]
+                spread = statistics.stdev(ys) if len(ys) > 1 else 0.0
+                seeds = ", ".join(f"{s['seed']}:{s['episodes_to_solve']}" for s in runs)
+                warm = "-" if method == "cold" else _vaa(runs, "pretrained")
+                lines.append(f"| {name}, {method} | {statistics.fmean(ys):.0f} +- "
+                             f"{spread:.0f} | {seeds} | {sum(bool(s['solved']) for s in runs)}"
+                             f"/{len(runs)} | {_vaa(runs, 'init')} | {warm} "
+                             f"| {_vaa(runs, 'final')} |")
+                for base in METHODS[:METHODS.index(method)]:  # against each simpler method
+                    pairs.append((f"{name}: {method} vs {base}", runs, by.get((cell, base), [])))
+        lines += ["", "| pair | wins-ties-losses |", "|---|---|"]
+        for label, runs, base_runs in pairs:
+            other = {s["seed"]: s["episodes_to_solve"] for s in base_runs}
+            diffs = [s["episodes_to_solve"] - other[s["seed"]] for s in runs if s["seed"] in other]
+            if diffs:
+                score = (sum(d < 0 for d in diffs), sum(d == 0 for d in diffs),
+                         sum(d > 0 for d in diffs))
+                lines.append(f"| {label} | {'-'.join(map(str, score))} |")
+        lines.append("")
+    return "\n".join(lines)
 
 
 def _stage(measured: dict, stage: str) -> float | None:
@@ -85,7 +139,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", type=Path, default=Path("runs/reproduce/rl_tmaze"))
     parser.add_argument("--out", type=Path, default=Path(__file__).with_suffix(".png"))
+    parser.add_argument("--table", action="store_true", help="print the tables, draw nothing")
     args = parser.parse_args()
+    if args.table:
+        print(table(collect(args.root)))
+        return
     draw(collect(args.root), args.out)
     print(args.out)
 
