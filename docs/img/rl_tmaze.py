@@ -95,8 +95,9 @@ def _stage(measured: dict, stage: str) -> float | None:
 
 def draw(data: dict, path: Path) -> None:
     lengths = sorted(data)
-    cells = sorted({cell for by in data.values() for cell, _ in by})
-    fig = new_figure((4.2 * len(lengths) + 4.2, 3.6))
+    cells = sorted({cell for by in data.values() for cell, _ in by},
+                   key=lambda c: list(CELLS).index(c) if c in CELLS else len(CELLS))
+    fig = new_figure((4.2 * len(lengths) + 4.2, 4.2))
     for i, length in enumerate(lengths):
         ax = fig.add_subplot(1, len(lengths) + 1, i + 1)
         for m, method in enumerate(METHODS):
@@ -113,10 +114,11 @@ def draw(data: dict, path: Path) -> None:
         budget = max((s["chance"] for by in data[length].values() for s in by), default=None)
         if budget is not None:
             ax.axhline(budget, color="black", ls=":", lw=1, label="never solved")
-        ax.set_xticks(range(len(cells)), cells)
+        ax.set_xticks(range(len(cells)), [CELLS.get(c, c) for c in cells])
         ax.set(title=f"T-maze, L = {length}", ylabel="episodes to solve (lower is better)")
         if i == 0:
-            ax.legend(frameon=False, fontsize="small")
+            ax.legend(frameon=False, fontsize="small", ncol=4, loc="upper center",
+                      bbox_to_anchor=(0.5, -0.1))
     ax = fig.add_subplot(1, len(lengths) + 1, len(lengths) + 1)
     for m, method in enumerate(METHODS):  # a cold agent's "after warm-up" is its init
         style = line_style(m)
@@ -131,7 +133,8 @@ def draw(data: dict, path: Path) -> None:
                         label=f"{method}, {'10000 steps' if key == 'vaa' else 'horizon'}")
     ax.set_xticks(range(len(STAGES)), ["init", "after warm-up", "end of training"])
     ax.set(title="VAA of the agents (mean over cells, lengths)", ylabel="VAA", ylim=(0, 1.05))
-    ax.legend(frameon=False, fontsize="x-small")
+    ax.legend(frameon=False, fontsize="x-small", ncol=2, loc="upper center",
+              bbox_to_anchor=(0.5, -0.1))
     fig.savefig(path, dpi=120)
 
 
