@@ -221,6 +221,7 @@ def test_warmup_and_partial_warmup_record_vaa(tmp_path):
             assert set(summary[key]) == {"init", "pretrained", "final"}
             assert all(1 / 16 <= v <= 1 for v in summary[key].values())
         assert summary["episodes_to_solve"] <= 13 and summary["chance"] == 13
+        assert summary["env"]["histories"] == 16  # 200 transitions hold more than 16 episodes
 
 
 def test_resume_after_kill_gives_identical_results(tmp_path, monkeypatch):
@@ -271,6 +272,8 @@ def test_cli_rl_is_train_and_report_reads_it(tmp_path, capsys):
     text = report.read_text()
     assert "episodes_to_solve" in text and "gradient flow" in text
     summary = json.loads((run / "summary.json").read_text())
+    # 50 transitions of 3-5 step episodes: 10-16 histories, not warmup_histories = 200
+    assert 10 <= summary["env"]["histories"] <= 16
     stages = " ".join(f"{stage}{suffix}={summary[key][stage]:.3f}"
                       for key, suffix in (("vaa", ""), ("vaa_horizon", "@horizon"))
                       for stage in ("init", "final"))

@@ -387,7 +387,10 @@ class RLTrainer:
             "valid": split, "test": dict(split),
             "env": {**self.env_params, "horizon": self.env.horizon, "gamma": self.env.gamma,
                     "optimal_return": self.env.optimal_return,
-                    "random_return": self.random_return},
+                    "random_return": self.random_return,
+                    # what warm-up and the VAA measures ran on: fewer than warmup_histories
+                    # when the filled buffer holds fewer episodes (docs/rl.md#warm-up)
+                    "histories": self.histories.shape[0]},
             "agent": self.params, **self.reports,
         }
         summary = json_safe(summary)
