@@ -1,8 +1,9 @@
 """Draw docs/img/rl_tmaze.png from the runs of benchmarks/reproduce/rl_tmaze.toml: episodes to
 solve the T-maze per cell and method (one dot per seed, the mean as a bar), one panel per
 corridor length, and the agents' VAA before pre-training, after it and at the end. With
-``--table`` it prints instead the tables docs/RESULTS.md quotes: per length, episodes to solve
-(mean +- std, per seed, solved count), VAA per stage, and paired wins against the cold agent.
+``--table`` it prints instead the tables docs/RESULTS.md quotes: an overview of all lengths, then
+per length, episodes to solve (mean +- std, per seed, solved count), VAA per stage, and paired
+wins against the cold agent.
 
     python docs/img/rl_tmaze.py [--root runs/reproduce/rl_tmaze] [--out docs/img/rl_tmaze.png]
     python docs/img/rl_tmaze.py --table
@@ -89,6 +90,31 @@ def table(data: dict) -> str:
     return "\n".join(lines)
 
 
+def overview(data: dict) -> str:
+    """One Markdown table over all lengths: mean episodes to solve (solved / seeds) per agent,
+    and the paired wins-ties-losses of warm-up and partial warm-up against the cold agent."""
+    lengths = sorted(data)
+    head = "| agent | " + " | ".join(f"L = {n}" for n in lengths) + " |"
+    lines = [head, "|---|" + "---|" * len(lengths)]
+    agents = sorted({key for by in data.values() for key in by},
+                    key=lambda k: (list(CELLS).index(k[0]) if k[0] in CELLS else len(CELLS),
+                                   METHODS.index(k[1])))
+    for cell, method in agents:
+        row = []
+        for n in lengths:
+            runs = data[n].get((cell, method), [])
+            ys = [s["episodes_to_solve"] for s in runs]
+            cold = {s["seed"]: s["episodes_to_solve"] for s in data[n].get((cell, "cold"), [])}
+            diffs = [s["episodes_to_solve"] - cold[s["seed"]] for s in runs if s["seed"] in cold]
+            paired = "" if method == "cold" or not diffs else (
+                f", {sum(d < 0 for d in diffs)}-{sum(d == 0 for d in diffs)}-"
+                f"{sum(d > 0 for d in diffs)}")
+            row.append(f"{statistics.fmean(ys):.0f} ({sum(bool(s['solved']) for s in runs)}/"
+                       f"{len(runs)}{paired})" if ys else "-")
+        lines.append(f"| {CELLS.get(cell, cell)}, {method} | " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
 def _stage(measured: dict, stage: str) -> float | None:
     return measured.get(stage, measured.get("init") if stage == "pretrained" else None)
 
@@ -97,9 +123,11 @@ def draw(data: dict, path: Path) -> None:
     lengths = sorted(data)
     cells = sorted({cell for by in data.values() for cell, _ in by},
                    key=lambda c: list(CELLS).index(c) if c in CELLS else len(CELLS))
-    fig = new_figure((4.2 * len(lengths) + 4.2, 4.2))
+    cols = min(len(lengths) + 1, 3)  # panels: one per length, then the VAA one
+    rows = -(-(len(lengths) + 1) // cols)
+    fig = new_figure((4.6 * cols, 4.4 * rows))
     for i, length in enumerate(lengths):
-        ax = fig.add_subplot(1, len(lengths) + 1, i + 1)
+        ax = fig.add_subplot(rows, cols, i + 1)
         for m, method in enumerate(METHODS):
             style = line_style(m)
             for c, cell in enumerate(cells):
@@ -119,7 +147,7 @@ def draw(data: dict, path: Path) -> None:
         if i == 0:
             ax.legend(frameon=False, fontsize="small", ncol=4, loc="upper center",
                       bbox_to_anchor=(0.5, -0.1))
-    ax = fig.add_subplot(1, len(lengths) + 1, len(lengths) + 1)
+    ax = fig.add_subplot(rows, cols, len(lengths) + 1)
     for m, method in enumerate(METHODS):  # a cold agent's "after warm-up" is its init
         style = line_style(m)
         for key, ls in (("vaa", "-"), ("vaa_horizon", "--")):
@@ -145,7 +173,8 @@ def main() -> None:
     parser.add_argument("--table", action="store_true", help="print the tables, draw nothing")
     args = parser.parse_args()
     if args.table:
-        print(table(collect(args.root)))
+        data = collect(args.root)
+        print(overview(data), "", table(data), sep="\n")
         return
     draw(collect(args.root), args.out)
     print(args.out)
