@@ -80,14 +80,21 @@ def table(data: dict) -> str:
                     pairs.append((f"{name}: {method} vs {base}", runs, by.get((cell, base), [])))
         lines += ["", "| pair | wins-ties-losses |", "|---|---|"]
         for label, runs, base_runs in pairs:
-            other = {s["seed"]: s["episodes_to_solve"] for s in base_runs}
-            diffs = [s["episodes_to_solve"] - other[s["seed"]] for s in runs if s["seed"] in other]
-            if diffs:
-                score = (sum(d < 0 for d in diffs), sum(d == 0 for d in diffs),
-                         sum(d > 0 for d in diffs))
-                lines.append(f"| {label} | {'-'.join(map(str, score))} |")
+            score = _paired(runs, base_runs)
+            if score:
+                lines.append(f"| {label} | {score} |")
         lines.append("")
     return "\n".join(lines)
+
+
+def _paired(runs: list[dict], base_runs: list[dict]) -> str:
+    """"wins-ties-losses" of ``runs`` against ``base_runs`` on the seeds both have (fewer
+    episodes wins); "" when they share no seed."""
+    other = {s["seed"]: s["episodes_to_solve"] for s in base_runs}
+    diffs = [s["episodes_to_solve"] - other[s["seed"]] for s in runs if s["seed"] in other]
+    if not diffs:
+        return ""
+    return f"{sum(d < 0 for d in diffs)}-{sum(d == 0 for d in diffs)}-{sum(d > 0 for d in diffs)}"
 
 
 def overview(data: dict) -> str:
@@ -104,11 +111,8 @@ def overview(data: dict) -> str:
         for n in lengths:
             runs = data[n].get((cell, method), [])
             ys = [s["episodes_to_solve"] for s in runs]
-            cold = {s["seed"]: s["episodes_to_solve"] for s in data[n].get((cell, "cold"), [])}
-            diffs = [s["episodes_to_solve"] - cold[s["seed"]] for s in runs if s["seed"] in cold]
-            paired = "" if method == "cold" or not diffs else (
-                f", {sum(d < 0 for d in diffs)}-{sum(d == 0 for d in diffs)}-"
-                f"{sum(d > 0 for d in diffs)}")
+            score = "" if method == "cold" else _paired(runs, data[n].get((cell, "cold"), []))
+            paired = f", {score}" if score else ""
             row.append(f"{statistics.fmean(ys):.0f} ({sum(bool(s['solved']) for s in runs)}/"
                        f"{len(runs)}{paired})" if ys else "-")
         lines.append(f"| {CELLS.get(cell, cell)}, {method} | " + " | ".join(row) + " |")
