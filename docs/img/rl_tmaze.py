@@ -23,6 +23,11 @@ STAGES = ("init", "pretrained", "final")
 CELLS = {"gru": "GRU", "brc": "BRC", "nbrc": "nBRC", "lstm": "LSTM"}  # table order and names
 
 
+def _cell_rank(cell: str) -> int:
+    """Position of ``cell`` in the tables and the figure (CELLS order, unknown cells last)."""
+    return list(CELLS).index(cell) if cell in CELLS else len(CELLS)
+
+
 def method_of(flat: dict) -> tuple[str, str]:
     """``(cell, method)`` of a run's flattened settings (a double layer is partial warm-up)."""
     if flat["model.cell"] == "double":
@@ -60,9 +65,8 @@ def table(data: dict) -> str:
                   "| agent | episodes to solve | per seed | solved | VAA at init | after warm-up "
                   "| at the end |", "|---|---|---|---|---|---|---|"]
         pairs = []
-        order = list(CELLS)
         for cell in sorted({c for c, _ in by},
-                           key=lambda c: order.index(c) if c in order else len(order)):
+                           key=_cell_rank):
             name = CELLS.get(cell, cell)
             for method in METHODS:
                 runs = sorted(by.get((cell, method), []), key=lambda s: s["seed"])
@@ -104,8 +108,7 @@ def overview(data: dict) -> str:
     head = "| agent | " + " | ".join(f"L = {n}" for n in lengths) + " |"
     lines = [head, "|---|" + "---|" * len(lengths)]
     agents = sorted({key for by in data.values() for key in by},
-                    key=lambda k: (list(CELLS).index(k[0]) if k[0] in CELLS else len(CELLS),
-                                   METHODS.index(k[1])))
+                    key=lambda k: (_cell_rank(k[0]), METHODS.index(k[1])))
     for cell, method in agents:
         row = []
         for n in lengths:
@@ -126,7 +129,7 @@ def _stage(measured: dict, stage: str) -> float | None:
 def draw(data: dict, path: Path) -> None:
     lengths = sorted(data)
     cells = sorted({cell for by in data.values() for cell, _ in by},
-                   key=lambda c: list(CELLS).index(c) if c in CELLS else len(CELLS))
+                   key=_cell_rank)
     cols = min(len(lengths) + 1, 3)  # panels: one per length, then the VAA one
     rows = -(-(len(lengths) + 1) // cols)
     fig = new_figure((4.6 * cols, 4.4 * rows))
